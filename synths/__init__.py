@@ -1,0 +1,1 @@
+"""Differentiable synthesizers (installed as ``scraplab.synths``)."""
