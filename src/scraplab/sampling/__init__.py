@@ -1,1 +1,4 @@
+"""Path sampling (paper §3.1, §3.4): schedules π and the θ-importance-sampling warm-up."""
+from scraplab.sampling.sampler import MODES, PathSampler, check_probs
 
+__all__ = ["MODES", "PathSampler", "check_probs"]
