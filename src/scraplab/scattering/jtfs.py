@@ -1,0 +1,211 @@
+"""``JTFS``: the joint time-frequency scattering transform as an ``nn.Module``, one path or all of them.
+
+Coefficient for coefficient the joint-format output of kymatio main's ``TimeFrequencyScattering`` (orders 1 and 2,
+``format="joint"``, ``out_type="array"``), restricted by default to the second-order paths that SCRAPL samples
+(paper §4.1: P = 315 for J=12, Q=(8, 2), J_fr=3, Q_fr=2; P = 483 for J_fr=5, T=2048, F=1).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from . import core
+from .filterbank import frequential_filterbanks, frequential_padding, time_filterbanks, time_padding
+from .paths import PathMeta, enumerate_paths
+
+
+class JTFS(nn.Module):
+    """Joint time-frequency scattering with per-path evaluation.
+
+    Args:
+        shape: signal length N in samples.
+        J: number of octaves of the temporal wavelets (largest time scale 2**J samples).
+        Q: (Q1, Q2) wavelets per octave at the first and second order (an int means (Q, 1)).
+        J_fr: number of octaves of the frequential wavelets (in scalogram rows).
+        Q_fr: frequential wavelets per octave.
+        T: temporal averaging support in samples (default 2**J).
+        F: frequential averaging support in rows (default 2**J_fr); must not exceed 2**J_fr.
+        first_order: also return the first-order paths (time-averaged scalogram × spin ≥ 0 frequential
+            filters), placed before the second-order ones as in kymatio.
+        eps: smoothing of the complex modulus (see ``core.modulus``).
+        dtype: real dtype of the filters (float32 default; build with float64 for exact comparisons —
+            ``.double()`` on a float32 module keeps float32-rounded filters).
+
+    Shapes: input (B, N) or (B, C, N), float; ``forward`` returns (..., P, F', T'), ``forward_path`` (..., F', T').
+    """
+
+    def __init__(self, shape: int, J: int = 12, Q=(8, 2), J_fr: int = 3, Q_fr: int = 2,
+                 T: Optional[int] = None, F: Optional[int] = None, first_order: bool = False,
+                 eps: float = 1e-12, dtype: Optional[torch.dtype] = None):
+        super().__init__()
+        Q = (Q, 1) if isinstance(Q, int) else tuple(Q)
+        _check_args(shape, J, Q, J_fr, Q_fr, T, F)
+        self.shape, self.J, self.Q, self.J_fr, self.Q_fr = int(shape), J, Q, J_fr, Q_fr
+        self.T = T if T is not None else 2**J
+        self.F = F if F is not None else 2**J_fr
+        self.eps = float(eps)
+        self.first_order = first_order
+        self.log2_stride = int(math.floor(math.log2(self.T)))
+        self.log2_F = int(math.floor(math.log2(self.F)))
+        dtype = dtype or torch.get_default_dtype()
+
+        self.padding = time_padding(self.shape, J, self.T)
+        phi, psi1, psi2 = time_filterbanks(self.padding.n_padded, J, Q, self.T)
+        self.n_fr_pad = frequential_padding(J, Q[0], J_fr, self.F)
+        phi_F, psis_fr = frequential_filterbanks(self.n_fr_pad, J_fr, Q_fr, self.F)
+        self.paths: list[PathMeta] = enumerate_paths(psi1, psi2, psis_fr, Q[0], first_order)
+        self.filter_meta = {"psi1": _meta(psi1), "psi2": _meta(psi2), "psi_fr": _meta(psis_fr)}
+
+        def buf(name, arrays):
+            self.register_buffer(name, torch.as_tensor(arrays, dtype=dtype).clone())
+
+        import numpy as np
+
+        buf("psi1", np.stack([p["levels"][0] for p in psi1]))
+        n_lv2 = max(len(p["levels"]) for p in psi2)
+        for k in range(n_lv2):  # levels a filter never uses stay zero
+            size = self.padding.n_padded // 2**k
+            buf(f"psi2_l{k}", np.stack([p["levels"][k] if k < len(p["levels"]) else np.zeros(size) for p in psi2]))
+        for k, lv in enumerate(phi["levels"]):
+            buf(f"phi_l{k}", lv)
+        buf("psi_fr", np.stack([p["levels"][0] for p in psis_fr]))
+        for k, lv in enumerate(phi_F["levels"]):
+            buf(f"phi_fr_l{k}", lv)
+
+        # Scalogram rows grouped by subsampling k1 = min(j1, log2 T); j1 is non-decreasing in n1.
+        k1s = [min(p["j"], self.log2_stride) for p in psi1]
+        self._groups = []
+        for n1, k1 in enumerate(k1s):
+            if self._groups and self._groups[-1][2] == k1:
+                self._groups[-1][1] = n1 + 1
+            else:
+                self._groups.append([n1, n1 + 1, k1])
+        self._groups = [tuple(g) for g in self._groups]
+        self._k_fr = [min(p["j"], self.log2_F) for p in psis_fr]
+        self._check_resolutions(psi2)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def n_paths(self) -> int:
+        return len(self.paths)
+
+    @property
+    def n1_total(self) -> int:
+        return self.psi1.shape[0]
+
+    def output_shape(self) -> tuple[int, int]:
+        """(F', T'): log-frequency rows and frames of every path."""
+        start, stop = self._unpad()
+        return self.n_fr_pad // 2**self.log2_F, stop - start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """All paths, (..., P, F', T')."""
+        return self.forward_paths(x, range(self.n_paths))
+
+    def forward_path(self, x: torch.Tensor, idx: int) -> torch.Tensor:
+        """One path, (..., F', T'): the first-layer rows it needs, one ψ2, one frequential filter."""
+        return self.forward_paths(x, [idx])[..., 0, :, :]
+
+    def forward_paths(self, x: torch.Tensor, idxs: Sequence[int]) -> torch.Tensor:
+        """Selected paths, (..., k, F', T'), sharing one first layer and one ψ2 product per rate."""
+        idxs = [int(i) for i in idxs]
+        for i in idxs:
+            if not 0 <= i < self.n_paths:
+                raise IndexError(f"path index {i} out of range [0, {self.n_paths})")
+        lead = x.shape[:-1]
+        x = self._prepare(x)
+        by_rate = defaultdict(list)  # n2 (None for order 1) -> [(position in output, path)]
+        for pos, i in enumerate(idxs):
+            p = self.paths[i]
+            by_rate[p.n2].append((pos, p))
+        n1_needed = max(self.n1_total if n2 is None else ps[0][1].n1_max for n2, ps in by_rate.items())
+        U1 = self._first_layer(x, n1_needed)
+        out = [None] * len(idxs)
+        for n2, items in by_rate.items():
+            X = self._first_order_input(U1) if n2 is None else core.second_layer(
+                U1, self._groups, self._psi2_levels(), n2, items[0][1].j2, items[0][1].n1_max, self.log2_stride)
+            for positions, coefs in self._frequential(X, [p for _, p in items]):
+                for k, pos in enumerate(positions):
+                    out[items[pos][0]] = coefs[:, k]
+        S = torch.stack(out, dim=1)
+        return S.reshape(lead + S.shape[1:])
+
+    def meta(self) -> list[dict]:
+        return [p.as_dict() for p in self.paths]
+
+    # ------------------------------------------------------------------ internals
+    def _prepare(self, x):
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise ValueError(f"JTFS input must be a real floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+        if x.shape[-1] != self.shape:
+            raise ValueError(f"JTFS was built for signals of {self.shape} samples, got {x.shape[-1]}")
+        x = x.reshape(-1, self.shape)
+        x = torch.nn.functional.pad(x[:, None], (self.padding.left, self.padding.right), mode="reflect")[:, 0]
+        return x
+
+    def _first_layer(self, x, n1_needed):
+        groups = [(a, min(b, n1_needed), k) for a, b, k in self._groups if a < n1_needed]
+        return core.first_layer(torch.fft.fft(x), self.psi1, groups, self.eps)
+
+    def _first_order_input(self, U1):
+        """S1 = U1 ∗ φ_T at stride T: (B, n1_total, T_pad) real."""
+        rows = []
+        for (start, stop, k1), U in zip(self._groups, U1):
+            phi = getattr(self, f"phi_l{k1}")
+            S = core.subsample_fourier(U * phi, self.log2_stride - k1)
+            rows.append(torch.fft.ifft(S).real)
+        return torch.cat(rows, dim=1)
+
+    def _psi2_levels(self):
+        return [getattr(self, f"psi2_l{k}") for k in range(len([n for n in self._buffers if n.startswith("psi2_l")]))]
+
+    def _frequential(self, X, paths: list[PathMeta]):
+        """Yield (positions in ``paths``, (B, k, F', T') coefficients) per group of equal subsampling and spin."""
+        groups = defaultdict(list)
+        for pos, p in enumerate(paths):
+            groups[(self._k_fr[p.n_fr], p.spin == 0)].append(pos)
+        start, stop = self._unpad()
+        for (k_fr, spin0), positions in groups.items():
+            n_frs = [paths[pos].n_fr for pos in positions]
+            U = core.frequential_scattering(X, self.n_fr_pad, self.psi_fr[n_frs], k_fr, self.eps)
+            order2 = paths[positions[0]].order == 2
+            j2 = paths[positions[0]].j2
+            time_phi = getattr(self, f"phi_l{j2}") if order2 else None
+            fr_phi = None if spin0 else getattr(self, f"phi_fr_l{k_fr}")
+            k_time = self.log2_stride - j2 if order2 else 0
+            yield positions, core.average_and_unpad(U, time_phi, k_time, fr_phi, self.log2_F - k_fr, start, stop)
+
+    def _unpad(self):
+        return self.padding.ind_start[self.log2_stride], self.padding.ind_end[self.log2_stride]
+
+    def _check_resolutions(self, psi2):
+        for p in self.paths:
+            if p.order == 2 and p.j2 > self.log2_stride:
+                raise ValueError(f"T={self.T} is shorter than the scale 2**{p.j2} of a second-order wavelet; "
+                                 f"increase T or lower J")
+
+    def extra_repr(self) -> str:
+        return (f"shape={self.shape}, J={self.J}, Q={self.Q}, J_fr={self.J_fr}, Q_fr={self.Q_fr}, T={self.T}, "
+                f"F={self.F}, paths={self.n_paths}, first_order={self.first_order}")
+
+
+def _meta(bank):
+    return [{"xi": f["xi"], "sigma": f["sigma"], "j": f["j"]} for f in bank]
+
+
+def _check_args(shape, J, Q, J_fr, Q_fr, T, F):
+    for name, v in dict(shape=shape, J=J, J_fr=J_fr, Q_fr=Q_fr).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if len(Q) != 2 or any((not isinstance(q, int)) or q < 1 for q in Q):
+        raise ValueError(f"Q must be an int or a pair of positive ints, got {Q!r}")
+    if T is not None and not (1 <= T <= shape):
+        raise ValueError(f"T must be in [1, shape={shape}], got {T!r}")
+    if F is not None and not (1 <= F <= 2**J_fr):
+        raise ValueError(f"F must be in [1, 2**J_fr={2**J_fr}], got {F!r}")
+    if 2**J > shape:
+        raise ValueError(f"2**J = {2**J} exceeds the signal length {shape}")
