@@ -1,0 +1,220 @@
+"""θ-importance sampling warm-up (paper §3.4; digest §1.8), generic over encoder, synth and path loss.
+
+For path p and synth parameter u, C_{u,p} = |λ_max| of the u-slice of the path-loss Hessian w.r.t. the encoder
+weights w at initialisation:  H_{u,p} v = ∂/∂w ⟨ g_u(w), v ⟩  with  g_u(w) = Σ_b s_{b,u}(w) ∂θ̃_{b,u}/∂w  and
+s = ∂L^{φ_p}(D(θ̃), x)/∂θ̃ (θ̃ = E_x(w), shape (B, U)). λ_max by power iteration on Hessian-vector products
+(≤ n_iter, stop when every u's Rayleigh quotient changes by < tol relatively), vectorised over u with
+``is_grads_batched`` (the authors loop over u). Then  π_p = (1/U) Σ_u C_{u,p} / Σ_{p'} C_{u,p'}, optionally
+π ← (1 − f)·π + f/P. Each path's random start vector is seeded from (seed, p), so sharded runs (disjoint path ranges)
+give exactly the values of one full run; ``merge_shards`` joins them.
+Multi-batch: ``batch_reduce='eig_mean'`` (paper: C = E_x[λ_max]) or ``'operator_mean'`` (authors' code, which
+takes λ_max of the batch-summed operator; we average, which rescales every C equally).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from scraplab.sampling.sampler import _mix_seed, check_probs
+
+
+def _as_batches(x, synth_kwargs):
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if synth_kwargs is None:
+        kws = [{}] * len(xs)
+    elif isinstance(synth_kwargs, dict):
+        kws = [synth_kwargs] * len(xs)
+    else:
+        kws = list(synth_kwargs)
+    if not xs or len(kws) != len(xs):
+        raise ValueError(f"need one synth_kwargs per batch: {len(xs)} batches, {len(kws)} kwargs")
+    return xs, kws
+
+
+def check_deterministic(encoder, synth_fn, x, synth_kwargs) -> bool:
+    """True when encoder (in its current mode) and synth give identical outputs twice."""
+    with torch.no_grad():
+        a = synth_fn(encoder(x), **synth_kwargs)
+        b = synth_fn(encoder(x), **synth_kwargs)
+    return bool(torch.equal(a, b))
+
+
+def _slice_grads(encoder, synth_fn, path_loss_fn, x, kw, p, params, vectorize):
+    """g_u(w) for all u at once: list over params of (U, *param.shape), differentiable w.r.t. w."""
+    theta = encoder(x)
+    if theta.dim() != 2:
+        raise ValueError(f"encoder must return (B, U), got shape {tuple(theta.shape)}")
+    loss = path_loss_fn(synth_fn(theta, **kw), x, p)
+    (s,) = torch.autograd.grad(loss, theta, create_graph=True)
+    U = theta.shape[1]
+    cot = torch.eye(U, dtype=theta.dtype, device=theta.device)[:, None, :] * s.unsqueeze(0)  # (U, B, U)
+    if vectorize:
+        return list(torch.autograd.grad(theta, params, grad_outputs=cot, is_grads_batched=True, create_graph=True,
+                                        materialize_grads=True))
+    per_u = [torch.autograd.grad(theta, params, grad_outputs=cot[u], create_graph=True, retain_graph=True,
+                                 materialize_grads=True) for u in range(U)]
+    return [torch.stack([g[i] for g in per_u]) for i in range(len(params))]
+
+
+def _hvp(gs, vs, params, vectorize):
+    """H_u v_u for every u: gs, vs lists over params of (U, *shape)."""
+    dot = sum((g * v).flatten(1).sum(1) for g, v in zip(gs, vs))  # (U,)
+    U = dot.shape[0]
+    if vectorize:
+        eye = torch.eye(U, dtype=dot.dtype, device=dot.device)
+        out = torch.autograd.grad(dot, params, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
+                                  materialize_grads=True)
+        return [o.detach() for o in out]
+    rows = [torch.autograd.grad(dot[u], params, retain_graph=True, materialize_grads=True) for u in range(U)]
+    return [torch.stack([r[i] for r in rows]).detach() for i in range(len(params))]
+
+
+def _power_iteration(apply, shapes, U, gen, n_iter, tol, dtype, device):
+    """Batched power iteration over u: returns |λ| (U,) float64 and the iterations used."""
+    vs = [torch.randn((U, *s), generator=gen, dtype=torch.float64).to(dtype=dtype, device=device) for s in shapes]
+    norm = torch.sqrt(sum((v.double() ** 2).flatten(1).sum(1) for v in vs)).clamp_min(1e-30)
+    vs = [v / norm.view(-1, *[1] * (v.dim() - 1)).to(dtype) for v in vs]
+    lam_prev, it = None, 0
+    for it in range(1, n_iter + 1):
+        hv = apply(vs)
+        lam = sum((v.double() * h.double()).flatten(1).sum(1) for v, h in zip(vs, hv))
+        norm = torch.sqrt(sum((h.double() ** 2).flatten(1).sum(1) for h in hv))
+        safe = norm.clamp_min(1e-30)
+        vs = [h / safe.view(-1, *[1] * (h.dim() - 1)).to(h.dtype) for h in hv]
+        if lam_prev is not None and bool(((lam - lam_prev).abs() <= tol * lam_prev.abs().clamp_min(1e-30)).all()):
+            break
+        lam_prev = lam
+    return lam.abs().cpu(), it
+
+
+def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, path_loss_fn: Callable, x, n_paths: int,
+                     synth_kwargs=None, path_range: tuple[int, int] | None = None, n_iter: int = 20,
+                     tol: float = 1e-4, seed: int = 0, params: Sequence[torch.nn.Parameter] | None = None,
+                     batch_reduce: str = "eig_mean", vectorize: bool = True, check_determinism: bool = True,
+                     progress: bool = True) -> torch.Tensor:
+    """C_{u,p} for p in ``path_range`` (default all P): float64 (n_range, U).
+
+    encoder(x) -> θ̃ (B, U); synth_fn(θ̃, **synth_kwargs) -> (B, 1, N); path_loss_fn(x_hat, x, p) -> scalar.
+    ``x`` is one batch or a list of batches (``synth_kwargs`` then a list too, e.g. fixed seeds/shifts).
+    An ``nn.Module`` encoder is put in eval mode for the computation and restored afterwards; a plain callable
+    (e.g. a lambda around a module) must be deterministic itself and needs ``params``.
+    """
+    start, end = path_range if path_range is not None else (0, n_paths)
+    if not 0 <= start < end <= n_paths:
+        raise ValueError(f"path_range must satisfy 0 <= start < end <= n_paths={n_paths}, got {(start, end)}")
+    if n_iter < 1 or tol < 0:
+        raise ValueError(f"n_iter must be >= 1 and tol >= 0, got {n_iter}, {tol}")
+    if batch_reduce not in ("eig_mean", "operator_mean"):
+        raise ValueError(f"batch_reduce must be 'eig_mean' or 'operator_mean', got {batch_reduce!r}")
+    xs, kws = _as_batches(x, synth_kwargs)
+    module = encoder if isinstance(encoder, torch.nn.Module) else None  # a plain callable manages its own mode
+    if params is None and module is None:
+        raise ValueError("pass params= when the encoder is not an nn.Module")
+    params = list(params) if params is not None else [q for q in module.parameters() if q.requires_grad]
+    if not params:
+        raise ValueError("the encoder has no trainable parameters")
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        if check_determinism and not check_deterministic(encoder, synth_fn, xs[0], kws[0]):
+            raise RuntimeError("encoder/synth are not deterministic: fix the synth seeds (synth_kwargs) and use "
+                               "eval mode, or θ-IS values are noise")
+        shapes = [tuple(q.shape) for q in params]
+        dtype, device = params[0].dtype, params[0].device
+        rows = []
+        for p in tqdm(range(start, end), desc="θ-IS paths", disable=not progress):
+            gen = torch.Generator().manual_seed(_mix_seed(seed, p))
+            gss = [_slice_grads(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize)
+                   for xb, kw in zip(xs, kws)] if batch_reduce == "operator_mean" else None
+            if gss is not None:
+                apply = lambda vs: [torch.stack(h).mean(0) for h in
+                                    zip(*[_hvp(gs, vs, params, vectorize) for gs in gss])]
+                lam, _ = _power_iteration(apply, shapes, gss[0][0].shape[0], gen, n_iter, tol, dtype, device)
+            else:
+                lams = []
+                for xb, kw in zip(xs, kws):
+                    gs = _slice_grads(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize)
+                    lam_b, _ = _power_iteration(lambda vs: _hvp(gs, vs, params, vectorize), shapes,
+                                                gs[0].shape[0], gen, n_iter, tol, dtype, device)
+                    lams.append(lam_b)
+                lam = torch.stack(lams).mean(0)
+            rows.append(lam.to(torch.float64))
+        return torch.stack(rows)
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+def probs_from_values(vals: torch.Tensor, min_prob_frac: float = 0.0, eps: float = 1e-12) -> torch.Tensor:
+    """π (P,) float64 from C (P, U): per-u normalisation across paths, mean over u, uniform floor f."""
+    if not 0.0 <= min_prob_frac < 1.0:
+        raise ValueError(f"min_prob_frac must be in [0, 1), got {min_prob_frac}")
+    c = torch.as_tensor(vals, dtype=torch.float64)
+    if c.dim() != 2 or not torch.isfinite(c).all() or (c < 0).any():
+        raise ValueError("θ-IS values must be a finite non-negative (P, U) tensor")
+    c = c.clamp_min(eps)
+    pi = (c / c.sum(0, keepdim=True)).mean(1)
+    pi = (1.0 - min_prob_frac) * pi + min_prob_frac / c.shape[0]
+    return check_probs(pi, c.shape[0])
+
+
+def save_shard(file, vals: torch.Tensor, path_range: tuple[int, int], n_paths: int, settings: dict) -> Path:
+    """Write one shard's values with the range and the settings that produced them."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"vals": vals.to(torch.float64), "start": int(path_range[0]), "end": int(path_range[1]),
+                "n_paths": int(n_paths), "settings": json.dumps(settings, sort_keys=True)}, file)
+    return file
+
+
+def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
+    """π from shard files that must tile [0, P) exactly once with identical settings."""
+    shards = sorted((torch.load(Path(f), weights_only=True) for f in files), key=lambda s: s["start"])
+    if not shards:
+        raise ValueError("no θ-IS shard files given")
+    if len({(s["n_paths"], s["settings"]) for s in shards}) != 1:
+        raise ValueError("θ-IS shards were made with different settings or n_paths")
+    pos = 0
+    for s in shards:
+        if s["start"] != pos:
+            raise ValueError(f"θ-IS shards do not tile the paths: expected a shard starting at {pos}, got {s['start']}")
+        pos = s["end"]
+    if pos != shards[0]["n_paths"]:
+        raise ValueError(f"θ-IS shards cover paths [0, {pos}) of {shards[0]['n_paths']}")
+    return probs_from_values(torch.cat([s["vals"] for s in shards]), min_prob_frac)
+
+
+def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, x, n_paths: int, synth_kwargs=None,
+                    n_iter: int = 20, tol: float = 1e-4, seed: int = 0, min_prob_frac: float = 0.0,
+                    batch_reduce: str = "eig_mean", root=None, progress: bool = True, **kw) -> torch.Tensor:
+    """π from ``<root>/theta_is/<name>.pt`` when its ``.json`` records the same settings, else computed and stored.
+
+    ``settings`` must identify the problem (synth, loss/JTFS config, encoder init seed, data seed, ...); the numeric
+    warm-up settings and the example count are added here. ``root`` defaults to ``scraplab.paths.data_dir()``.
+    """
+    from scraplab.paths import data_dir
+
+    folder = Path(root) if root is not None else data_dir() / "theta_is"
+    n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])
+    full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
+            "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": n_ex}
+    full = json.loads(json.dumps(full, sort_keys=True, default=str))
+    pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
+    if pt.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == full:
+        return check_probs(torch.load(pt, weights_only=True), n_paths)
+    vals = theta_importance(encoder, synth_fn, path_loss_fn, x, n_paths, synth_kwargs=synth_kwargs, n_iter=n_iter,
+                            tol=tol, seed=seed, batch_reduce=batch_reduce, progress=progress, **kw)
+    probs = probs_from_values(vals, min_prob_frac)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(probs, pt)
+    torch.save(vals, folder / f"{name}.vals.pt")
+    ent = float(-(probs * probs.clamp_min(1e-300).log()).sum())
+    meta.write_text(json.dumps({"settings": full, "probs_file": pt.name, "effective_paths": math.exp(ent),
+                                "max_over_uniform": float(probs.max() * n_paths)}, indent=2, sort_keys=True))
+    return probs

@@ -1,0 +1,124 @@
+"""θ-IS warm-up: the θ-dependent path wins, π is a floored probability vector, shards merge, cache reuse."""
+import json
+
+import pytest
+import torch
+
+from scraplab.sampling.importance import (load_or_compute, merge_shards, probs_from_values, save_shard,
+                                          theta_importance)
+
+P, U, N = 5, 2, 16
+
+
+def _toy(seed=0):
+    torch.manual_seed(seed)
+    enc = torch.nn.Sequential(torch.nn.Linear(N, 6), torch.nn.Tanh(), torch.nn.Linear(6, U), torch.nn.Sigmoid())
+    enc = enc.double()
+    t = torch.linspace(0, 1, N, dtype=torch.float64)
+
+    def synth(theta):  # (B, U) -> (B, 1, N)
+        return (theta[:, :1] * torch.sin(6 * t) + theta[:, 1:] ** 2 * t).unsqueeze(1)
+
+    def path_loss(x_hat, x, p):  # only path 2 depends on θ (through x_hat); the others are constant in θ
+        if p == 2:
+            return ((x_hat - x) ** 2).mean() * 10
+        return ((x * (p + 1)) ** 2).mean() + 0.0 * x_hat.sum()
+
+    x = torch.randn(4, 1, N, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    return enc, synth, path_loss, x
+
+
+class _Enc(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):  # (B, 1, N) -> (B, U)
+        return self.net(x.squeeze(1))
+
+
+def _encoder_input(enc):
+    return _Enc(enc)
+
+
+def test_only_theta_dependent_path_gets_the_mass_and_vectorised_equals_loop():
+    enc, synth, loss, x = _toy()
+    e = _encoder_input(enc)
+    vals = theta_importance(e, synth, loss, x, P, params=list(enc.parameters()), progress=False)
+    assert vals.shape == (P, U) and vals.dtype == torch.float64
+    assert (vals[2] > 0).all() and vals[[0, 1, 3, 4]].abs().max() == 0
+    pi = probs_from_values(vals, min_prob_frac=0.1)
+    assert int(pi.argmax()) == 2
+    assert float(pi.sum()) == pytest.approx(1.0, abs=1e-12) and float(pi.min()) >= 0.1 / P - 1e-15
+    loop = theta_importance(e, synth, loss, x, P, params=list(enc.parameters()), vectorize=False, progress=False)
+    torch.testing.assert_close(loop, vals, rtol=1e-8, atol=0)
+
+
+def test_power_iteration_matches_exact_eigenvalue():
+    """A linear 'encoder' with a quadratic loss: the u-slice Hessian is explicit, compare with eigvalsh."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 1, bias=False).double()
+    x = torch.randn(6, 1, 3, dtype=torch.float64)
+    enc = lambda z: lin(z.squeeze(1))  # θ = W z, U = 1
+    loss = lambda x_hat, z, p: (p + 1.0) * (x_hat ** 2).mean()  # L = (p+1)·mean θ², synth = identity
+    vals = theta_importance(enc, lambda th: th.unsqueeze(1), loss, x, 2, params=[lin.weight], n_iter=200,
+                            tol=1e-12, progress=False)
+    z = x.squeeze(1)
+    for p in range(2):
+        H = 2 * (p + 1.0) * z.T @ z / z.shape[0]
+        assert vals[p, 0] == pytest.approx(torch.linalg.eigvalsh(H).abs().max().item(), rel=1e-6)
+
+
+def test_shards_merge_to_full_run_and_bad_tiling(tmp_path):
+    enc, synth, loss, x = _toy()
+    e, kw = _encoder_input(enc), dict(params=list(enc.parameters()), progress=False, seed=3)
+    full = probs_from_values(theta_importance(e, synth, loss, x, P, **kw))
+    f1 = save_shard(tmp_path / "a.pt", theta_importance(e, synth, loss, x, P, path_range=(0, 2), **kw), (0, 2), P, {})
+    f2 = save_shard(tmp_path / "b.pt", theta_importance(e, synth, loss, x, P, path_range=(2, 5), **kw), (2, 5), P, {})
+    torch.testing.assert_close(merge_shards([f2, f1]), full, rtol=0, atol=0)  # deterministic, shard-independent
+    with pytest.raises(ValueError, match="tile"):
+        merge_shards([f2])
+    f3 = save_shard(tmp_path / "c.pt", torch.ones(3, U, dtype=torch.float64), (2, 5), P, {"other": 1})
+    with pytest.raises(ValueError, match="settings"):
+        merge_shards([f1, f3])
+
+
+def test_nondeterministic_synth_is_refused_and_mode_restored():
+    enc, synth, loss, x = _toy()
+    enc.train()
+    noisy = lambda th: synth(th) + torch.randn(th.shape[0], 1, N, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="deterministic"):
+        theta_importance(_encoder_input(enc), noisy, loss, x, P, params=list(enc.parameters()), progress=False)
+    assert enc.training
+    with pytest.raises(ValueError, match="path_range"):
+        theta_importance(_encoder_input(enc), synth, loss, x, P, path_range=(3, 9), progress=False)
+
+
+def test_load_or_compute_reuses_matching_settings(tmp_path):
+    enc, synth, loss, x = _toy()
+    calls = []
+    counting_loss = lambda xh, xx, p: (calls.append(p), loss(xh, xx, p))[1]
+    args = dict(encoder=_encoder_input(enc), synth_fn=synth, path_loss_fn=counting_loss, x=x, n_paths=P,
+                root=tmp_path, params=list(enc.parameters()), progress=False)
+    pi = load_or_compute("toy", {"synth": "toy"}, **args)
+    n = len(calls)
+    assert n > 0 and (tmp_path / "toy.json").exists()
+    assert json.loads((tmp_path / "toy.json").read_text())["settings"]["n_paths"] == P
+    again = load_or_compute("toy", {"synth": "toy"}, **args)
+    assert len(calls) == n and torch.equal(pi, again)  # reused, nothing recomputed
+    load_or_compute("toy", {"synth": "toy"}, min_prob_frac=0.5, **args)
+    assert len(calls) > n  # different settings → recomputed
+
+
+def test_multi_batch_reductions():
+    """eig_mean = mean of per-batch λ (paper's E_x); operator_mean = λ of the batch-averaged operator (code)."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 1, bias=False).double()
+    xs = [torch.randn(5, 1, 3, dtype=torch.float64) for _ in range(2)]
+    loss = lambda x_hat, z, p: (x_hat ** 2).mean()
+    kw = dict(params=[lin.weight], n_iter=300, tol=1e-13, progress=False, synth_kwargs=[{}, {}])
+    run = lambda red: theta_importance(_Enc(lin), lambda th: th.unsqueeze(1), loss, xs, 1, batch_reduce=red, **kw)
+    Hs = [2 * x.squeeze(1).T @ x.squeeze(1) / 5 for x in xs]
+    lam = lambda H: torch.linalg.eigvalsh(H).abs().max().item()
+    assert run("eig_mean")[0, 0] == pytest.approx((lam(Hs[0]) + lam(Hs[1])) / 2, rel=1e-6)
+    assert run("operator_mean")[0, 0] == pytest.approx(lam((Hs[0] + Hs[1]) / 2), rel=1e-6)
