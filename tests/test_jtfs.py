@@ -1,0 +1,173 @@
+"""JTFS engine: path counts, exactness against kymatio main (golden fixtures), per-path = slice of full, gradients."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scraplab.scattering import JTFS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_fixture(name):
+    d = np.load(FIXTURES / f"jtfs_{name}.npz")
+    N, J, Q1, Q2, J_fr, Q_fr, T, F = (int(v) for v in d["config"])
+    module = JTFS(N, J, (Q1, Q2), J_fr, Q_fr, None if T < 0 else T, None if F < 0 else F,
+                  first_order=True, dtype=torch.float64)
+    return module, d
+
+
+def assert_matches_oracle(S, ref):
+    # The oracle (kymatio main fork in scrapl-loss) adds 1e-12 to every modulus; nothing else may differ.
+    np.testing.assert_allclose(S, ref, rtol=1e-6, atol=5e-12)
+
+
+@pytest.mark.parametrize("kw, p2, p_all", [
+    (dict(shape=32768, J=12, Q=(8, 2), J_fr=3, Q_fr=2), 315, 323),
+    (dict(shape=44100, J=12, Q=(8, 2), J_fr=5, Q_fr=2, T=2048, F=1), 483, 495),
+    (dict(shape=8096, J=3, Q=(1, 1), J_fr=2, Q_fr=1), 7, 11),
+])
+def test_path_counts_match_paper(kw, p2, p_all):
+    assert JTFS(**kw).n_paths == p2
+    m = JTFS(**kw, first_order=True)
+    assert m.n_paths == p_all
+    orders = [p.order for p in m.paths]
+    assert orders == sorted(orders)  # kymatio's joint layout: order 1 first
+
+
+def test_path_meta():
+    m = JTFS(32768, 12, (8, 2), 3, 2)
+    spins = [p.spin for p in m.paths]
+    assert spins.count(0) == 21 and spins.count(1) == spins.count(-1) == 21 * 7
+    p = next(q for q in m.paths if q.spin == -1)
+    assert p.rate_hz(8192) == pytest.approx(p.xi2 * 8192)
+    assert p.scale_cpo < 0 and p.fm_rate_oct_per_s(8192) < 0
+    assert all(q.j2 > m.filter_meta["psi1"][q.n1_max - 1]["j"] for q in m.paths)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_f1"])
+def test_full_transform_equals_kymatio_main(name):
+    m, d = load_fixture(name)
+    S = m(torch.from_numpy(d["x"])).numpy()
+    assert S.shape == d["S"].shape
+    assert_matches_oracle(S, d["S"])
+
+
+@pytest.mark.parametrize("name", ["granular", "tr808"])
+def test_paper_configs_equal_kymatio_main_on_sampled_paths(name):
+    m, d = load_fixture(name)
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(len(d["kept"]), size=8, replace=False))
+    S = m.forward_paths(torch.from_numpy(d["x"]), d["kept"][pick]).numpy()
+    assert_matches_oracle(S, d["S"][:, pick])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["granular", "tr808"])
+def test_paper_configs_equal_kymatio_main_all_paths(name):
+    m, d = load_fixture(name)
+    S = m.forward_paths(torch.from_numpy(d["x"]), d["kept"]).numpy()
+    assert_matches_oracle(S, d["S"])
+
+
+def test_forward_path_is_exact_slice_of_forward():
+    m = JTFS(2048, 6, (4, 2), 2, 2, first_order=True, dtype=torch.float64)
+    x = torch.randn(3, 2048, dtype=torch.float64)
+    full = m(x)
+    for idx in range(m.n_paths):
+        one = m.forward_path(x, idx)
+        rel = (one - full[:, idx]).norm() / full[:, idx].norm()
+        assert rel < 1e-6, (idx, rel)
+    some = m.forward_paths(x, [40, 3, 40 - 1])
+    torch.testing.assert_close(some, full[:, [40, 3, 39]], rtol=1e-12, atol=0)
+
+
+def test_first_layer_matches_kymatio_030_scattering1d():
+    """Same Morlet filters as kymatio 0.3.0; its first order equals ours up to its known level scaling: 0.3.0
+    periodises the low-pass by averaging (kymatio bug #984), main (and we) by summation, a factor 2**k1 per row."""
+    from kymatio.scattering1d.filter_bank import scattering_filter_factory
+    from kymatio.scattering1d.frontend.torch_frontend import ScatteringTorch1D
+
+    N, J, Q = 2048, 6, (4, 2)
+    m = JTFS(N, J, Q, 2, 1, first_order=True, dtype=torch.float64)
+    _, psi1, _ = scattering_filter_factory(m.padding.n_padded, J, Q, 2**J)
+    np.testing.assert_array_equal(np.stack([p["levels"][0] for p in psi1]), m.psi1.numpy())
+    x = torch.randn(2, N, dtype=torch.float64)
+    ref = ScatteringTorch1D(J, N, Q=Q, max_order=1).double()(x)[:, 1:]
+    S1 = m._first_order_input(m._first_layer(m._prepare(x), m.n1_total))
+    start, stop = m._unpad()
+    scale = torch.tensor([2.0 ** k for a, b, k in m._groups for _ in range(a, b)], dtype=torch.float64)
+    # kymatio 0.3.0 stores float32-rounded filters even after .double(), hence 1e-6 and not 1e-12.
+    torch.testing.assert_close(S1[..., start:stop] / scale[:, None], ref, rtol=1e-6, atol=1e-12)
+
+
+def test_gradcheck_tiny():
+    m = JTFS(256, 4, (2, 1), 1, 1, dtype=torch.float64)
+    x = torch.randn(1, 256, dtype=torch.float64, requires_grad=True)
+    idx = m.n_paths - 2
+    assert torch.autograd.gradcheck(lambda v: m.forward_path(v, idx), (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_time_shift_invariance_for_small_shifts():
+    N = 8192
+    m = JTFS(N, 9, (4, 2), 2, 1, dtype=torch.float64)
+    t = torch.arange(N, dtype=torch.float64)
+    x = torch.exp(-((t - N / 2) / 600) ** 2) * torch.sin(2 * torch.pi * (0.01 + 2e-6 * t) * t)
+    S, S_shift = m(x[None]), m(torch.roll(x, 8)[None])
+    rel = (S - S_shift).norm() / S.norm()
+    S_far = m(torch.roll(x, 1500)[None])
+    assert rel < 0.02
+    assert (S - S_far).norm() / S.norm() > 5 * rel  # the invariance is local: large shifts do show
+
+
+def test_batch_and_channel_shapes():
+    m = JTFS(1024, 5, (4, 1), 2, 1)
+    x = torch.randn(2, 3, 1024)
+    out = m.forward_path(x, 0)
+    assert out.shape == (2, 3) + m.output_shape()
+    torch.testing.assert_close(out[1, 2], m.forward_path(x[1, 2][None], 0)[0])
+
+
+def test_dtype_and_device_round_trip():
+    m = JTFS(1024, 5, (4, 1), 2, 1)
+    assert all(b.dtype == torch.float32 for b in m.buffers())
+    x = torch.randn(2, 1024)
+    y32 = m.forward_path(x, 3)
+    m64 = m.double()
+    assert all(b.dtype == torch.float64 for b in m64.buffers())
+    y64 = m64.forward_path(x.double(), 3)
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), y32, rtol=1e-4, atol=1e-7)
+    assert all(b.dtype == torch.float16 for b in JTFS(1024, 5, (4, 1), 2, 1).half().buffers())
+    assert m.to("cpu").psi1.device.type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    m = JTFS(2048, 6, (4, 2), 2, 1)
+    x = torch.randn(2, 2048)
+    torch.testing.assert_close(m.cuda()(x.cuda()).cpu(), m.cpu()(x), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(shape=1024, J=12), "exceeds the signal length"),
+    (dict(shape=1024, J=5, F=64), "F must be"),
+    (dict(shape=1024, J=5, T=4096), "T must be"),
+    (dict(shape=1024, J=5, Q=(0, 1)), "Q must be"),
+    (dict(shape=1024, J=5, T=4), "T=4 is shorter"),
+])
+def test_bad_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        JTFS(**{"J_fr": 2, "Q_fr": 1, **kwargs})
+
+
+def test_bad_input():
+    m = JTFS(1024, 5, (4, 1), 2, 1)
+    with pytest.raises(ValueError, match="1024 samples"):
+        m(torch.randn(2, 1000))
+    with pytest.raises(ValueError, match="floating-point"):
+        m(torch.ones(2, 1024, dtype=torch.int64))
+    with pytest.raises(IndexError, match="out of range"):
+        m.forward_path(torch.randn(1, 1024), m.n_paths)
