@@ -122,7 +122,7 @@ def test_fsm_filter_gradcheck():
         b, a = dsp.biquad_highpass_coeffs(fc, q, 44100)
         return dsp.fsm_filter(x, b, a)
 
-    assert torch.autograd.gradcheck(f, (x, fc, q))
+    assert torch.autograd.gradcheck(f, (x, fc, q), fast_mode=True)
 
 
 def test_cutoff_guard_keeps_filter_finite_near_nyquist():
