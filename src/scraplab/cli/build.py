@@ -1,0 +1,107 @@
+"""Turn a composed config into objects: synth → loss, sampler, encoder, data, module; plus start-up checks.
+
+Hydra only instantiates. Objects that depend on the synth (loss shape and JTFS settings, encoder heads and CQT,
+data θ dimension and sample rate) are ``_partial_`` in the configs and completed here from the synth's attributes
+(``n_samples``, ``sample_rate``, ``n_params``, ``jtfs_defaults``, ``cqt_defaults``), so ``synth=NAME`` is the only
+switch a user needs. Every check that can fail before training runs here, with a message that names the setting.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from scraplab.data.datamodule import build_datamodule
+from scraplab.models.encoder import Encoder
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; raised at start-up, before any training."""
+
+
+def _accepted(factory: Any) -> set[str] | None:
+    """Keyword names accepted by a partial's target (None when it takes **kwargs)."""
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
+
+
+def _fill(factory: Any, supplied: dict[str, Any]) -> Any:
+    """Call ``factory`` with the ``supplied`` keywords it accepts and that the config left unset (None/missing)."""
+    if not isinstance(factory, functools.partial):
+        return factory  # a complete config: already an object
+    accepted = _accepted(factory)
+    given = dict(factory.keywords) if isinstance(factory, functools.partial) else {}
+    kwargs = {k: v for k, v in supplied.items()
+              if (accepted is None or k in accepted) and given.get(k) is None}
+    return factory(**kwargs)
+
+
+def build_synth(cfg: DictConfig):
+    return instantiate(cfg.synth)
+
+
+def build_loss(loss_cfg: DictConfig, synth: Any):
+    """The loss for ``synth``: ``shape``/``n_samples``/``sample_rate`` and unset JTFS settings from the synth."""
+    factory = instantiate(loss_cfg)
+    supplied = {"shape": synth.n_samples, "n_samples": synth.n_samples, "sample_rate": synth.sample_rate}
+    supplied.update(dict(getattr(synth, "jtfs_defaults", {}) or {}))
+    return _fill(factory, supplied)
+
+
+def build_sampler(sampler_cfg: DictConfig | None, loss: Any):
+    """A path sampler for path losses (``loss.n_paths``); None for every other loss."""
+    n_paths = getattr(loss, "n_paths", None)
+    if n_paths is None or sampler_cfg is None:
+        return None
+    budget = sampler_cfg.get("budget", 1)
+    if budget is not None and int(budget) < 1:
+        raise ConfigError(f"sampler.budget must be >= 1 (paths per step), got {budget}")
+    return instantiate(sampler_cfg)(n_paths=int(n_paths))
+
+
+def build_encoder(encoder_cfg: DictConfig, synth: Any) -> Encoder:
+    return instantiate(encoder_cfg)(synth=synth)
+
+
+def build_module(cfg: DictConfig, synth: Any, loss: Any, sampler: Any, encoder: Any):
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return instantiate(cfg.module)(synth=synth, encoder=encoder, loss=loss, optim_factory=instantiate(cfg.optim),
+                                   sampler=sampler, scheduler_factory=scheduler)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Start-up checks of plain values (before anything is built)."""
+    trainer = cfg.get("trainer", {})
+    for key in ("max_steps", "max_epochs"):
+        value = trainer.get(key)
+        if value is not None and int(value) < -1:
+            raise ConfigError(f"trainer.{key} must be -1 (unlimited) or >= 0, got {value}")
+    if cfg.get("data") is not None and int(cfg.data.get("batch_size", 1)) < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if cfg.get("sampler") is not None and cfg.sampler.get("budget") is not None and int(cfg.sampler.budget) < 1:
+        raise ConfigError(f"sampler.budget must be >= 1 (paths per step), got {cfg.sampler.budget}")
+
+
+def build_all(cfg: DictConfig) -> dict[str, Any]:
+    """Everything a run needs, built and cross-checked. Raises :class:`ConfigError` (or ValueError) on bad values."""
+    check_config(cfg)
+    synth = build_synth(cfg)
+    loss = build_loss(cfg.loss, synth)
+    sampler = build_sampler(cfg.get("sampler"), loss)
+    encoder = build_encoder(cfg.encoder, synth)
+    datamodule = build_datamodule(instantiate(cfg.data), synth)
+    module = build_module(cfg, synth, loss, sampler, encoder)
+    if getattr(loss, "on_params", False) and not datamodule.has_theta:
+        raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder")
+    return {"synth": synth, "loss": loss, "sampler": sampler, "encoder": encoder, "datamodule": datamodule,
+            "module": module}
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]

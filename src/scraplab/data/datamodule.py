@@ -1,0 +1,163 @@
+"""Lightning data modules: synthetic θ targets (:class:`SynthDataModule`) and WAV one-shots (:class:`WavDataModule`).
+
+Both are built for a synth (``n_params``, ``synth_sample_rate``, ``n_samples`` are supplied by the app; see
+:func:`build_datamodule`). Training batches are shuffled by :class:`EpochShuffle`, a permutation that is a pure
+function of (seed, epoch), so a run resumed from an epoch-end checkpoint sees the same batches as an uninterrupted one.
+Validation and test loaders never shuffle (the selection metric must be deterministic).
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from scraplab.data.synthetic import SPLITS, grid_splits, uniform_splits
+from scraplab.data.wav_folder import WavFolderDataset, list_audio
+
+REGIMES = ("micro", "meso")
+
+
+class EpochShuffle(Sampler[int]):
+    """Permutation of ``range(n)`` drawn from ``seed + epoch``; Lightning calls :meth:`set_epoch` every epoch."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class _BaseDataModule(L.LightningDataModule):
+    def __init__(self, batch_size: int, num_workers: int, shuffle_seed: int, regime: str,
+                 synth_sample_rate: int, sample_rate: int | None) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if regime not in REGIMES:
+            raise ValueError(f"data.regime must be one of {REGIMES}, got {regime!r}")
+        if sample_rate is not None and int(sample_rate) != int(synth_sample_rate):
+            raise ValueError(f"sample-rate mismatch: data.sample_rate={sample_rate} Hz but the synth renders at "
+                             f"{synth_sample_rate} Hz (leave data.sample_rate null to follow the synth)")
+        self.batch_size, self.num_workers, self.shuffle_seed = int(batch_size), int(num_workers), int(shuffle_seed)
+        self.regime = regime
+        self.sample_rate = int(synth_sample_rate)
+        self.splits: dict[str, Dataset] = {}
+        self.has_theta = True
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        ds = self.splits[split]
+        sampler = EpochShuffle(len(ds), self.shuffle_seed) if shuffle else None
+        # drop_last only in training, and only when the split is large enough to give a batch.
+        drop = shuffle and len(ds) >= self.batch_size
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class SynthDataModule(_BaseDataModule):
+    """(θ, seed) rows; the target audio is rendered by the synth in the training step.
+
+    Args:
+        n_params: synth parameter count U.
+        synth_sample_rate: the synth's rate (only checked against ``sample_rate``).
+        theta_sampling: ``grid`` (paper, 2-parameter synths), ``uniform`` or ``auto`` (grid for U ≤ 2, else uniform).
+        n_per_axis, n_seeds_per_theta, fractions: grid settings (paper: 32, 5, 60/20/20).
+        sizes: (train, val, test) rows for uniform sampling.
+        split_seed: seed of the split (and of uniform θ); the same value gives the same splits.
+        regime: ``micro`` (prediction rendered with the target's seed) or ``meso`` (with a fresh seed).
+        batch_size, num_workers, shuffle_seed: loader settings.
+        sample_rate: optional expected rate; a value different from the synth's fails at start-up.
+    """
+
+    def __init__(self, n_params: int, synth_sample_rate: int, theta_sampling: str = "auto", n_per_axis: int = 32,
+                 n_seeds_per_theta: int = 5, fractions: Sequence[float] = (0.6, 0.2, 0.2),
+                 sizes: Sequence[int] = (2048, 256, 256), split_seed: int = 0, regime: str = "meso",
+                 batch_size: int = 32, num_workers: int = 0, shuffle_seed: int = 0,
+                 sample_rate: int | None = None) -> None:
+        super().__init__(batch_size, num_workers, shuffle_seed, regime, synth_sample_rate, sample_rate)
+        if theta_sampling not in ("auto", "grid", "uniform"):
+            raise ValueError(f"data.theta_sampling must be auto, grid or uniform, got {theta_sampling!r}")
+        self.theta_sampling = ("grid" if n_params <= 2 else "uniform") if theta_sampling == "auto" else theta_sampling
+        self.n_params = int(n_params)
+        self.grid_kw = dict(n_per_axis=n_per_axis, n_seeds_per_theta=n_seeds_per_theta, fractions=tuple(fractions))
+        self.sizes, self.split_seed = tuple(sizes), int(split_seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.theta_sampling == "grid":
+            self.splits = grid_splits(self.n_params, split_seed=self.split_seed, **self.grid_kw)
+        else:
+            self.splits = uniform_splits(self.n_params, self.sizes, split_seed=self.split_seed)
+
+
+class WavDataModule(_BaseDataModule):
+    """A folder of one-shots split into train/val/test (no ground-truth θ: the θ metrics are absent).
+
+    Args:
+        path: folder (searched recursively) or a single file.
+        synth_sample_rate, n_samples: files are resampled and padded/cropped to these.
+        fractions: split fractions over the sorted file list, shuffled with ``split_seed``; with fewer than 3 files
+            every split reuses all files (a smoke-test convenience, announced by a warning).
+    """
+
+    def __init__(self, path: str, synth_sample_rate: int, n_samples: int, fractions: Sequence[float] = (0.6, 0.2, 0.2),
+                 split_seed: int = 0, regime: str = "micro", batch_size: int = 8, num_workers: int = 0,
+                 shuffle_seed: int = 0, sample_rate: int | None = None) -> None:
+        super().__init__(batch_size, num_workers, shuffle_seed, regime, synth_sample_rate, sample_rate)
+        if not path:
+            raise ValueError("data=wav_folder needs data.path=DIR (a folder of WAV one-shots)")
+        self.path, self.n_samples, self.fractions, self.split_seed = Path(path), int(n_samples), fractions, split_seed
+        self.files = list_audio(self.path)  # fail at start-up on a missing or empty folder
+        self.has_theta = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        full = WavFolderDataset(self.files, self.sample_rate, self.n_samples)
+        n = len(full)
+        if n < 3:
+            import warnings
+            warnings.warn(f"only {n} file(s) under {self.path}: train, val and test all use them", stacklevel=2)
+            self.splits = {s: full for s in SPLITS}
+            return
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(self.split_seed))).tolist()
+        n_train = max(1, round(n * self.fractions[0]))
+        n_val = max(1, round(n * self.fractions[1]))
+        n_train = min(n_train, n - 2)
+        parts = [order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]]
+        if not parts[2]:
+            parts[2] = parts[1]
+        self.splits = {s: torch.utils.data.Subset(full, p) for s, p in zip(SPLITS, parts)}
+
+
+def build_datamodule(factory: Any, synth: Any) -> _BaseDataModule:
+    """Call a data config partial with what it needs from ``synth`` (by keyword name)."""
+    target = getattr(factory, "func", factory)
+    names = set(inspect.signature(target).parameters)
+    supplied = {"n_params": synth.n_params, "synth_sample_rate": synth.sample_rate, "n_samples": synth.n_samples}
+    return factory(**{k: v for k, v in supplied.items() if k in names})

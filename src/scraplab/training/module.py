@@ -1,0 +1,221 @@
+"""The sound-matching LightningModule: x → encoder → θ̂ → synth(θ̂, seed') → x̂ → loss(x̂, x).
+
+It only wires parts handed to it (synth, encoder, loss, optimizer factory, optional path sampler), as in the
+paper's training loop (Mitcheltree et al. 2026, Algorithm 1):
+
+* target x: rendered by the synth from the batch's (θ, seed) under no_grad (synthetic data), or the batch's audio;
+* prediction seed: the target's seed (``micro``) or a fresh one mixed from (seed, step) (``meso``, the paper's
+  "random seed hat"); evaluation always uses one fixed mix, so validation and test are deterministic;
+* path losses (anything with ``n_paths``): each training step draws ``paths = sampler.draw(global_step)``, passes them
+  to the loss and to ``optimizer.set_paths`` (path-aware optimizers act in ``optimizer.step()``, after backward and
+  after DDP's all-reduce), and feeds ``sampler.observe`` the all-reduced gradient norm before the step;
+* P-loss (``loss.on_params``): the supervised baseline on θ;
+* metrics: θ-L1 in ‰ per parameter and mean (``{stage}/theta_l1_permille``), the checkpoint-selection score
+  ``val/score`` (θ-L1 ‰, or a deterministic MSS distance when the data has no θ);
+* a non-finite loss or gradient stops training with :class:`NonFiniteLossError` naming the step and paths.
+"""
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from scraplab.losses.spectral import MSSLoss
+from scraplab.training.metrics import theta_l1_permille
+
+_EVAL_STEP = 987_654_321  # fixed "step" mixed into meso prediction seeds at validation/test
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss or gradient; the message names the global step and the path(s)."""
+
+
+def mix_seed(seed: torch.Tensor, step: int) -> torch.Tensor:
+    """Fresh per-example seeds from (seed (B,) int64, step): an affine mix kept below 2**62 (no int64 overflow)."""
+    return (seed.long() * 1_000_003 + int(step) * 7_919 + 0x5DEECE66D) % (1 << 62)
+
+
+class SoundMatchingModule(L.LightningModule):
+    """Encoder training by sound matching.
+
+    Args:
+        synth: a ``scraplab.synths`` Synth (no trainable weights).
+        encoder: audio (B, 1, N) → θ̂ (B, U) in (0, 1).
+        loss: audio loss ``loss(x̂, x[, paths=...])`` or a parameter loss with ``on_params = True``.
+        optim_factory: ``factory(params[, n_paths=P]) -> Optimizer``.
+        sampler: path sampler (``draw``, ``weights``, ``observe``, ``state_dict``) for losses with ``n_paths``.
+        scheduler_factory: optional ``factory(optimizer) -> LRScheduler`` (stepped every optimizer step).
+        regime: ``micro`` or ``meso`` (see module docstring).
+        n_log_examples: examples of the first validation batch kept for the audio/image callbacks.
+    """
+
+    def __init__(self, synth: nn.Module, encoder: nn.Module, loss: nn.Module, optim_factory: Callable,
+                 sampler: Any = None, scheduler_factory: Callable | None = None, regime: str = "meso",
+                 n_log_examples: int = 4) -> None:
+        super().__init__()
+        if regime not in ("micro", "meso"):
+            raise ValueError(f"regime must be 'micro' or 'meso', got {regime!r}")
+        self.synth, self.encoder, self.loss = synth, encoder, loss
+        for p in self.synth.parameters():
+            p.requires_grad_(False)
+        self.optim_factory, self.scheduler_factory = optim_factory, scheduler_factory
+        self.n_paths: int | None = getattr(loss, "n_paths", None)
+        self.on_params = bool(getattr(loss, "on_params", False))
+        if self.n_paths is not None and sampler is None:
+            raise ValueError(f"{type(loss).__name__} is a path loss (n_paths={self.n_paths}) and needs a sampler")
+        self.sampler = sampler if self.n_paths is not None else None
+        self.regime, self.n_log_examples = regime, int(n_log_examples)
+        self.eval_distance = MSSLoss(w_log_mag=1.0)  # deterministic audio score when the data has no θ
+        self.metric_prefix: dict[str, str] = {}  # e.g. {"test": "init"} to log an evaluation under another name
+        self.val_examples: dict[str, torch.Tensor] | None = None
+        self._paths: list[int] = []
+        self.strict_loading = False  # checkpoints hold no synth/loss buffers (see on_save_checkpoint)
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if "audio" in batch:
+            return batch["audio"], None
+        with torch.no_grad():
+            return self.synth(batch["theta"], batch["seed"]), batch["theta"]
+
+    def _seed_hat(self, seed: torch.Tensor, stage: str) -> torch.Tensor:
+        if self.regime == "micro":
+            return seed
+        return mix_seed(seed, self.global_step if stage == "train" else _EVAL_STEP)
+
+    def _path_loss(self, x_hat: torch.Tensor, x: torch.Tensor, paths: list[int], weights: list[float]):
+        if all(w == 1.0 for w in weights):
+            return self.loss(x_hat, x, paths=paths)
+        # importance-weighted: Σ_i w_i L_{p_i} / k (one call per path; weights differ per path)
+        return sum(w * self.loss(x_hat, x, paths=[p]) for p, w in zip(paths, weights)) / len(paths)
+
+    def _path_optimizer(self):
+        opts = self.trainer.optimizers if self._trainer is not None else []
+        return opts[0] if opts and hasattr(opts[0], "set_paths") else None
+
+    def _name(self, stage: str, key: str) -> str:
+        return f"{self.metric_prefix.get(stage, stage)}/{key}"
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """θ̂ (B, U) for audio x (B, 1, N)."""
+        return self.encoder(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x, theta = self._targets(batch)
+        theta_hat = self.encoder(x)
+        self._paths = []
+        if self.on_params:
+            loss = self.loss(theta_hat, theta)
+        else:
+            x_hat = self.synth(theta_hat, self._seed_hat(batch["seed"], "train"))
+            if self.n_paths is not None:
+                self._paths = [int(p) for p in self.sampler.draw(self.global_step)]
+                opt = self._path_optimizer()
+                if opt is not None:
+                    opt.set_paths(self._paths)
+                loss = self._path_loss(x_hat, x, self._paths, self.sampler.weights(self._paths))
+            else:
+                loss = self.loss(x_hat, x)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss ({float(loss)}) at global step {self.global_step}"
+                                     f"{', path(s) ' + str(self._paths) if self._paths else ''}")
+        bs = x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        if theta is not None:
+            self.log("train/theta_l1_permille", theta_l1_permille(theta_hat.detach(), theta).mean(), batch_size=bs)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.encoder.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else None
+        if norm is not None and not torch.isfinite(norm):
+            raise NonFiniteLossError(f"non-finite gradient at global step {self.global_step}"
+                                     f"{', path(s) ' + str(self._paths) if self._paths else ''}")
+        if self.sampler is not None and self._paths and norm is not None:
+            self.sampler.observe(self._paths, {"grad_norm": float(norm)})
+
+    def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
+        x, theta = self._targets(batch)
+        theta_hat = self.encoder(x)
+        bs = x.shape[0]
+        need_audio = not self.on_params or theta is None or (stage == "val" and batch_idx == 0)
+        x_hat = self.synth(theta_hat, self._seed_hat(batch["seed"], stage)) if need_audio else None
+        if self.on_params:
+            loss = self.loss(theta_hat, theta) if theta is not None else None
+        elif self.n_paths is not None:  # a deterministic path per batch (cycles through the paths), not a random one
+            loss = self.loss(x_hat, x, paths=[batch_idx % self.n_paths])
+        else:
+            loss = self.loss(x_hat, x)
+        if loss is not None:
+            self.log(self._name(stage, "loss"), loss, batch_size=bs)
+        if theta is not None:
+            per_param = theta_l1_permille(theta_hat, theta)  # (U,)
+            score = per_param.mean()
+            self.log(self._name(stage, "theta_l1_permille"), score, batch_size=bs, prog_bar=stage == "val")
+            for name, value in zip(self.synth.param_names, per_param):
+                self.log(self._name(stage, f"theta_l1_permille/{name}"), value, batch_size=bs)
+        else:
+            score = self.eval_distance(x_hat, x)
+            self.log(self._name(stage, "mss_log_lin"), score, batch_size=bs)
+        self.log(self._name(stage, "score"), score, batch_size=bs)
+        if stage == "val" and batch_idx == 0:
+            n = self.n_log_examples
+            self.val_examples = {"x": x[:n].detach().cpu(), "x_hat": x_hat[:n].detach().cpu(),
+                                 "theta_hat": theta_hat[:n].detach().cpu()}
+            if theta is not None:
+                self.val_examples["theta"] = theta[:n].detach().cpu()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x, _ = self._targets(batch)
+        return self.encoder(x)
+
+    # ------------------------------------------------------------------------------------------------ optim
+    def configure_optimizers(self):
+        params = [p for p in self.encoder.parameters() if p.requires_grad]
+        target = getattr(self.optim_factory, "func", self.optim_factory)
+        accepts_paths = "n_paths" in inspect.signature(target).parameters
+        kwargs = {"n_paths": self.n_paths} if accepts_paths and self.n_paths is not None else {}
+        optimizer = self.optim_factory(params, **kwargs)
+        if hasattr(optimizer, "set_paths") and self.n_paths is None and getattr(optimizer, "n_paths", 1) > 1:
+            raise ValueError(f"the optimizer {type(optimizer).__name__} is path-aware but the loss "
+                             f"{type(self.loss).__name__} has no paths: use loss=scrapl or optim=adamw")
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The synth and the loss are rebuilt from the config: keep only their RNG state (e.g. RandomMSSLoss).
+        sd = checkpoint["state_dict"]
+        for key in [k for k in sd if k.startswith(("synth.", "loss.", "eval_distance."))]:
+            if not key.endswith("generator_state"):
+                del sd[key]
+        if self.sampler is not None:
+            checkpoint["sampler"] = self.sampler.state_dict()
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                             "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        missing = [k for k in self.encoder.state_dict() if f"encoder.{k}" not in checkpoint["state_dict"]]
+        if missing:
+            raise ValueError(f"checkpoint does not fit this encoder: missing {missing[:3]}... "
+                             "(was it trained with another synth or encoder config?)")
+        if self.sampler is not None and "sampler" in checkpoint:
+            self.sampler.load_state_dict(checkpoint["sampler"])
+        if "rng" in checkpoint:
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            np.random.set_state(checkpoint["rng"]["numpy"])
+            random.setstate(checkpoint["rng"]["python"])
