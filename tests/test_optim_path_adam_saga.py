@@ -97,7 +97,8 @@ def _run_paths(opt_kwargs, n_steps, P=6, seed=0, state=None):
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(state_dtype="bfloat16"), dict(saga_memory="table", saga_divisor="code"),
-                                dict(p_adam=False), dict(eps_inside_sqrt=False, grad_mult=10.0)])
+                                dict(p_adam=False), dict(eps_inside_sqrt=False, grad_mult=10.0),
+                                dict(factored_v=True, state_dtype="bfloat16")])
 def test_state_dict_roundtrip_is_bit_identical(kw, tmp_path):
     batches = _batches(24, dtype=torch.float32)
     rng = torch.Generator().manual_seed(3)
@@ -165,3 +166,18 @@ def test_budget_counts_visits_and_validation():
         PathAdamSaga(m.parameters(), n_paths=5, state_dtype="int8")
     with pytest.raises(ValueError, match="saga_divisor"):
         PathAdamSaga(m.parameters(), n_paths=5, saga_divisor="x")
+
+
+def test_factored_second_moment_exact_for_rank_one_and_smaller():
+    a, b = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    outs = []
+    for factored in (False, True):
+        w = torch.nn.Parameter(torch.zeros(4, 3, dtype=torch.float64))
+        opt = PathAdamSaga([w], n_paths=3, lr=0.1, factored_v=factored)
+        for k, scale in enumerate((1.0, -2.0, 0.5)):  # g⊙g stays rank 1 (a² b²ᵀ up to scale)
+            w.grad = scale * torch.outer(a, b)
+            opt.set_paths([k % 2])
+            opt.step()
+        outs.append((w.detach().clone(), opt.state_bytes()))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-12, atol=1e-14)
+    assert outs[1][1] < outs[0][1]

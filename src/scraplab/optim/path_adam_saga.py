@@ -22,6 +22,8 @@ Memory (per-path state is 3·P·|w| floats in the authors' code):
   stored (m_p, v_p, τ_p), which only change when p is visited, so it is recomputed bit-identically (2·P·|w|).
 * ``state_dtype`` ('float32' | 'bfloat16' | 'float16') stores the tables in reduced precision; arithmetic is fp32 and
   g_cur is computed from the *stored* moments so the SAGA sum stays consistent with what is recomputed later.
+* ``factored_v=True`` (beyond the paper) keeps v_p of every ≥2-D tensor as Adafactor-style row/column statistics
+  (R_i = mean_j g²_ij, C_j = mean_i g²_ij, both with the path-wise decay), v̂ = R Cᵀ / mean(R): v costs ~nothing.
 * param group key ``per_path=False``: that group gets shared (standard, path-agnostic) Adam moments and no SAGA.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ class PathAdamSaga(Optimizer):
         saga_divisor: 'paper' (|Γ|) or 'code' (|Γ ∪ {p}| − 1).
         state_dtype: None (= parameter dtype), 'float32', 'bfloat16' or 'float16' (per group too).
         saga_memory: 'auto' (recompute ĝ from the moments when 𝒫-Adam is on), 'table' (store ĝ, paper/code).
+        factored_v: rank-1 (row/column) per-path second moments for ≥2-D tensors (memory saver, beyond the paper).
         grad_mult: gradient multiplier applied before everything (authors: 1e8 granular/chirplet, 1 for 808).
     Call ``set_paths(paths)`` before every ``step()``.
     """
@@ -69,7 +72,7 @@ class PathAdamSaga(Optimizer):
     def __init__(self, params: Iterable, n_paths: int, lr: float = 1e-4, weight_decay: float = 0.0,
                  betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, p_adam: bool = True, p_saga: bool = True,
                  grad_mult: float = 1.0, eps_inside_sqrt: bool = True, saga_divisor: str = "paper",
-                 saga_memory: str = "auto", state_dtype=None, per_path: bool = True):
+                 saga_memory: str = "auto", state_dtype=None, per_path: bool = True, factored_v: bool = False):
         if int(n_paths) < 1:
             raise ValueError(f"n_paths must be >= 1, got {n_paths}")
         if lr < 0 or weight_decay < 0 or eps < 0:
@@ -89,6 +92,7 @@ class PathAdamSaga(Optimizer):
         self.betas, self.eps, self.eps_inside_sqrt = betas, float(eps), bool(eps_inside_sqrt)
         self.saga_divisor = saga_divisor
         self.recompute_saga = self.p_adam and saga_memory == "auto"
+        self.factored_v = bool(factored_v)
         defaults = dict(lr=lr, weight_decay=weight_decay, grad_mult=grad_mult,
                         state_dtype=_dtype_name(state_dtype), per_path=bool(per_path))
         super().__init__(params, defaults)
@@ -119,7 +123,11 @@ class PathAdamSaga(Optimizer):
             return {"m": (shape, dt), "v": (shape, dt)} if self.p_adam else {}
         spec, P = {}, (self.n_paths, *shape)
         if self.p_adam:
-            spec.update(m=(P, dt), v=(P, dt))
+            spec["m"] = (P, dt)
+            if self.factored_v and len(shape) >= 2:  # Adafactor-style rank-1 v_p: rows (P, S0), cols (P, ∏S1:)
+                spec.update(v_row=((self.n_paths, shape[0]), dt), v_col=((self.n_paths, math.prod(shape[1:])), dt))
+            else:
+                spec["v"] = (P, dt)
         if self.p_saga:
             if not self.recompute_saga:
                 spec["g_hat"] = (P, dt)
@@ -176,21 +184,37 @@ class PathAdamSaga(Optimizer):
         denom = (v_hat + self.eps).sqrt() if self.eps_inside_sqrt else v_hat.sqrt() + self.eps
         return (m / bc1) / denom
 
-    def _adam(self, m_store, v_store, idx, g, decay_t, t_now):
+    @staticmethod
+    def _read_v(tables: dict, idx, dtype, shape) -> torch.Tensor:
+        """v rows ``idx`` as (B, *shape); factored: v_ij = R_i C_j / mean(R) (exact when g⊙g is rank 1)."""
+        if "v" in tables:
+            return tables["v"].index_select(0, idx).to(dtype)
+        row = tables["v_row"].index_select(0, idx).to(dtype)  # (B, S0)
+        col = tables["v_col"].index_select(0, idx).to(dtype)  # (B, ∏S1:)
+        v = row.unsqueeze(2) * col.unsqueeze(1) / row.mean(1).clamp_min(1e-38).view(-1, 1, 1)
+        return v.reshape(len(idx), *shape)
+
+    def _adam(self, tables: dict, idx, g, decay_t, t_now):
         """Update moments of rows ``idx`` with gradient g (decay exponents ``decay_t`` (B,), float64) and return
         g_cur (B, *S) computed from the stored (possibly rounded) moments."""
+        m_store = tables["m"]
         b1, b2 = self.betas
         shape = (-1,) + (1,) * g.dim()
         d1 = torch.pow(torch.tensor(b1, dtype=torch.float64), decay_t).to(g.dtype).view(shape)
         d2 = torch.pow(torch.tensor(b2, dtype=torch.float64), decay_t).to(g.dtype).view(shape)
         m = m_store.index_select(0, idx).to(g.dtype)
-        v = v_store.index_select(0, idx).to(g.dtype)
         m = d1 * m + (1 - d1) * g
-        v = d2 * v + (1 - d2) * (g * g)
         m_store.index_copy_(0, idx, m.to(m_store.dtype))
-        v_store.index_copy_(0, idx, v.to(v_store.dtype))
+        if "v" in tables:
+            v = d2 * tables["v"].index_select(0, idx).to(g.dtype) + (1 - d2) * (g * g)
+            tables["v"].index_copy_(0, idx, v.to(tables["v"].dtype))
+        else:
+            g2, d2 = (g * g).reshape(g.shape[0], -1), d2.view(-1, 1)
+            for name, stat in (("v_row", g2.mean(1)), ("v_col", g2.mean(0))):
+                new = d2 * tables[name].index_select(0, idx).to(g.dtype) + (1 - d2) * stat
+                tables[name].index_copy_(0, idx, new.to(tables[name].dtype))
         m = m_store.index_select(0, idx).to(g.dtype)
-        v = v_store.index_select(0, idx).to(g.dtype)
+        v = self._read_v(tables, idx, g.dtype, g.shape)
         return self._precondition(m, v, t_now.expand(len(idx)))
 
     @torch.no_grad()
@@ -231,7 +255,7 @@ class PathAdamSaga(Optimizer):
                     direction = g
                     if self.p_adam:
                         one = torch.tensor([1.0], dtype=torch.float64)
-                        direction = self._adam(st["m"].unsqueeze(0), st["v"].unsqueeze(0),
+                        direction = self._adam({"m": st["m"].unsqueeze(0), "v": st["v"].unsqueeze(0)},
                                                torch.zeros(1, dtype=torch.int64, device=p.device), g, one,
                                                torch.tensor([float(self._n_steps)], dtype=torch.float64))[0]
                     p.add_(direction + wd * p if wd else direction, alpha=-lr)
@@ -245,9 +269,9 @@ class PathAdamSaga(Optimizer):
                     if bool(seen.any()):
                         sel = dev_idx[seen]
                         old[seen] = self._precondition(st["m"].index_select(0, sel).to(cdt),
-                                                       st["v"].index_select(0, sel).to(cdt), tau_old[seen_before])
+                                                       self._read_v(st, sel, cdt, g.shape), tau_old[seen_before])
                 if self.p_adam:
-                    g_cur = self._adam(st["m"], st["v"], dev_idx, g, decay_t, t_now)  # (B, *S)
+                    g_cur = self._adam(st, dev_idx, g, decay_t, t_now)  # (B, *S)
                 else:
                     g_cur = g.unsqueeze(0).expand(B, *g.shape)
                 direction = g_cur.mean(0)
