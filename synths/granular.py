@@ -106,10 +106,11 @@ class GranularSynth(Synth):
         # Grain time axis with t = 0 at the centre sample; the chirp curve is shared by all grains of an example,
         # so the phase of grain (b, i) is f0[b, i] times a per-example (B, M) curve: one product per sample.
         t = (torch.arange(m, dtype=dtype, device=dev) - m // 2) / self.sample_rate
-        curve = dsp.exp_chirp_cycles(1.0, gamma[:, None], t[None, :])  # (B, M) cycles per Hz of f0
+        curve = 2.0 * math.pi * dsp.exp_chirp_cycles(1.0, gamma[:, None], t[None, :])  # (B, M) rad per Hz of f0
         scale = self.grain_amplitudes(density) * torch.rsqrt(f0)  # (B, G)
         window = dsp.periodic_hann(m, dtype=dtype, device=dev)
-        grains = torch.sin(2.0 * math.pi * f0[:, :, None] * curve[:, None, :]) * window * scale[:, :, None]
+        # Two full-size (B, G, M) products: the rest is folded into per-example or per-grain factors.
+        grains = torch.sin(f0[:, :, None] * curve[:, None, :]) * (scale[:, :, None] * window)
 
         # Overlap-add at the onsets by index arithmetic (scatter_add; its backward is a gather).
         idx = onset[:, :, None] + torch.arange(m, device=dev)
