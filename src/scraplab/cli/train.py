@@ -69,6 +69,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except (ValueError, InstantiationException) as err:  # bad values: fail at start-up, naming the setting
         raise ConfigError(str(err)) from err
     module, datamodule = objs["module"], objs["datamodule"]
+    module.run_config = to_container(cfg)
     _prepare_theta_is(objs, cfg)
     loggers = _instantiate_dict(cfg.get("logger"))
     callbacks = _instantiate_dict(cfg.get("callbacks"))

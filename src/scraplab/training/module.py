@@ -75,6 +75,7 @@ class SoundMatchingModule(L.LightningModule):
         self.val_examples: dict[str, torch.Tensor] | None = None
         self._paths: list[int] = []
         self.strict_loading = False  # checkpoints hold no synth/loss buffers (see on_save_checkpoint)
+        self.run_config: dict | None = None  # resolved run config, stored in checkpoints for eval.py / match.py
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -205,8 +206,13 @@ class SoundMatchingModule(L.LightningModule):
                 del sd[key]
         if self.sampler is not None:
             checkpoint["sampler"] = self.sampler.state_dict()
-        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                             "python": random.getstate()}
+        if self.run_config is not None:
+            checkpoint["scraplab_config"] = self.run_config
+        # Plain tensors and tuples only, so that checkpoints load with torch.load(weights_only=True).
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                                       float(cached))}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         missing = [k for k in self.encoder.state_dict() if f"encoder.{k}" not in checkpoint["state_dict"]]
@@ -217,5 +223,6 @@ class SoundMatchingModule(L.LightningModule):
             self.sampler.load_state_dict(checkpoint["sampler"])
         if "rng" in checkpoint:
             torch.set_rng_state(checkpoint["rng"]["torch"])
-            np.random.set_state(checkpoint["rng"]["numpy"])
+            kind, keys, pos, has_gauss, cached = checkpoint["rng"]["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(checkpoint["rng"]["python"])
