@@ -75,6 +75,8 @@ def test_fixed_needs_warmup_and_probs_file(tmp_path):
     s2 = PathSampler(5, mode="fixed", probs_path=str(f))
     assert not s2.needs_warmup and s2.probs.dtype == torch.float64
     assert not PathSampler(5, mode="uniform").needs_warmup
+    with pytest.raises(ValueError, match="not found"):
+        PathSampler(5, mode="fixed", probs_path=str(tmp_path / "missing.pt"))
 
 
 def test_adaptive_prefers_large_gradient_paths_with_floor():

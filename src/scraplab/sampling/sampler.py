@@ -89,8 +89,14 @@ class PathSampler:
         self._stat = torch.zeros(self.n_paths, dtype=torch.float64)
         self._count = torch.zeros(self.n_paths, dtype=torch.int64)
         if probs_path is not None:
-            probs = torch.load(Path(probs_path), weights_only=True)
-            self.probs_source = str(probs_path)
+            path = Path(probs_path)
+            if not path.is_absolute() and not path.exists():  # Hydra changes the CWD: try the data folder
+                from scraplab.paths import data_dir
+                path = data_dir() / path
+            if not path.exists():
+                raise ValueError(f"probs_path {probs_path} not found (also looked under the data folder)")
+            probs = torch.load(path, weights_only=True)
+            self.probs_source = str(path)
         if probs is not None:
             self.set_probs(probs, source=self.probs_source)
         if self.importance_weighted and self.budget > 1 and mode != "uniform":
