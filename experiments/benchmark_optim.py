@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -92,7 +94,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--tasks", nargs="+", default=["808", "granular"], choices=sorted(TASKS))
     ap.add_argument("--json", default=None, help="write the rows as JSON here")
+    ap.add_argument("--raw-malloc", action="store_true",
+                    help="keep glibc's default mmap threshold (every large temporary then page-faults afresh)")
     args = ap.parse_args()
+    if not args.raw_malloc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # keep freed temporaries in the heap, as a caching allocator (CUDA) would; re-exec so glibc sees it
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 32), MALLOC_TRIM_THRESHOLD_=str(1 << 32))
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     rows = []
     print(f"{'task':9} {'option':48} {'state GB':>9} {'ms/step':>8} {'IQR':>6}")
     for task in args.tasks:
@@ -104,7 +112,8 @@ def main() -> None:
                   f"{r['step_ms_iqr']:6.2f}{flag}", flush=True)
     if args.json:
         meta = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-                "threads": torch.get_num_threads(), "steps": args.steps, "device": "cpu"}
+                "threads": torch.get_num_threads(), "steps": args.steps, "device": "cpu",
+                "malloc_tuned": "MALLOC_MMAP_THRESHOLD_" in os.environ}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
 
