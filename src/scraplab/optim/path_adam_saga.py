@@ -178,8 +178,8 @@ class PathAdamSaga(Optimizer):
         """g_cur = m̂ / sqrt(ε + v̂) (paper) or m̂ / (sqrt(v̂) + ε) (code); t = clock in units of P (k/P), (B,)."""
         b1, b2 = self.betas
         shape = (-1,) + (1,) * (m.dim() - 1)
-        bc1 = (1.0 - torch.pow(torch.tensor(b1, dtype=torch.float64), t)).to(m.dtype).view(shape)
-        bc2 = (1.0 - torch.pow(torch.tensor(b2, dtype=torch.float64), t)).to(m.dtype).view(shape)
+        bc1 = (1.0 - torch.pow(torch.tensor(b1, dtype=torch.float64), t)).to(device=m.device, dtype=m.dtype).view(shape)
+        bc2 = (1.0 - torch.pow(torch.tensor(b2, dtype=torch.float64), t)).to(device=m.device, dtype=m.dtype).view(shape)
         v_hat = v / bc2
         denom = (v_hat + self.eps).sqrt() if self.eps_inside_sqrt else v_hat.sqrt() + self.eps
         return (m / bc1) / denom
@@ -200,8 +200,8 @@ class PathAdamSaga(Optimizer):
         m_store = tables["m"]
         b1, b2 = self.betas
         shape = (-1,) + (1,) * g.dim()
-        d1 = torch.pow(torch.tensor(b1, dtype=torch.float64), decay_t).to(g.dtype).view(shape)
-        d2 = torch.pow(torch.tensor(b2, dtype=torch.float64), decay_t).to(g.dtype).view(shape)
+        d1 = torch.pow(torch.tensor(b1, dtype=torch.float64), decay_t).to(device=g.device, dtype=g.dtype).view(shape)
+        d2 = torch.pow(torch.tensor(b2, dtype=torch.float64), decay_t).to(device=g.device, dtype=g.dtype).view(shape)
         m = m_store.index_select(0, idx).to(g.dtype)
         m = d1 * m + (1 - d1) * g
         m_store.index_copy_(0, idx, m.to(m_store.dtype))
