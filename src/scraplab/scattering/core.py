@@ -39,7 +39,7 @@ def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int,
     """
     out = []
     for start, stop, k1 in groups:
-        Y = subsample_fourier(x_hat[:, None, :] * psi1[start:stop], k1)
+        Y = subsample_fourier(mul_real(x_hat[:, None, :], psi1[start:stop]), k1)
         U = modulus(torch.fft.ifft(Y), eps)
         out.append(torch.fft.fft(U))
     return out
@@ -58,7 +58,7 @@ def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Ten
             break
         stop = min(stop, n1_max)
         k2 = min(j2 - k1, log2_stride)
-        Y = subsample_fourier(U[:, : stop - start] * psi2_levels[k1][n2], k2)
+        Y = subsample_fourier(mul_real(U[:, : stop - start], psi2_levels[k1][n2]), k2)
         parts.append(torch.fft.ifft(Y))
     lengths = {p.shape[-1] for p in parts}
     if len(lengths) != 1:  # kymatio stacks these rows too; it needs j1 + log2 T >= j2
@@ -66,45 +66,45 @@ def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Ten
     return torch.cat(parts, dim=1)
 
 
-def frequential_scattering(X: torch.Tensor, n_fr_pad: int, psi_fr: torch.Tensor, k_fr: int, eps: float):
+def mul_real(z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """z · h for complex z and a real filter h (broadcast), on the real view: a complex-by-real product
+    in torch promotes h to complex and runs several times slower on CPU."""
+    return torch.view_as_complex((torch.view_as_real(z) * h.unsqueeze(-1)).contiguous())
+
+
+def frequential_scattering(X: torch.Tensor, W: torch.Tensor, eps: float) -> torch.Tensor:
     """Filter along log-frequency and take the modulus.
+
+    The zero-padding to N_fr, FFT, product with ψ_fr, Fourier subsampling and inverse FFT of kymatio form one
+    linear map per filter, precomputed as the complex matrix ``W`` (exactly the same operator).
 
     Args:
         X: (B, n1, T) complex or real, rows = scalogram channels.
-        n_fr_pad: zero-padded length N_fr of the log-frequency axis.
-        psi_fr: (K, N_fr) frequential filters sharing the subsampling 2**k_fr.
+        W: (K, n1, F_out) complex, one matrix per frequential filter (rows truncated to n1).
     Returns:
-        (B, K, T, N_fr / 2**k_fr) real modulus, time before frequency.
+        (B, K, T, F_out) real modulus, time before frequency.
     """
     Xt = X.transpose(-1, -2)
     if not Xt.is_complex():
-        Xt = Xt.to(torch.promote_types(Xt.dtype, torch.complex64))
-    Xt = torch.nn.functional.pad(Xt, (0, n_fr_pad - Xt.shape[-1]))
-    X_hat = torch.fft.fft(Xt)
-    Y = subsample_fourier(X_hat[:, None] * psi_fr[None, :, None, :], k_fr)
-    return modulus(torch.fft.ifft(Y), eps)
+        Xt = Xt.to(W.dtype)
+    return modulus(torch.matmul(Xt.unsqueeze(1), W), eps)
 
 
-def lowpass_along(U: torch.Tensor, phi: torch.Tensor, k: int, dim: int) -> torch.Tensor:
-    """Real part of (U ∗ φ) decimated by 2**k along ``dim`` (φ given in Fourier, already at U's resolution)."""
-    U_hat = torch.fft.fft(U.to(torch.promote_types(U.dtype, torch.complex64)), dim=dim)
-    shape = [1] * U.dim()
-    shape[dim] = -1
-    S_hat = subsample_fourier(U_hat * phi.reshape(shape), k, dim=dim)
-    return torch.fft.ifft(S_hat, dim=dim).real
+def average_and_unpad(U: torch.Tensor, time_avg, fr_avg) -> torch.Tensor:
+    """Time averaging with stride T and unpadding (order 2 only: ``time_avg`` None at order 1), frequency
+    averaging with stride F (spinned paths only: ``fr_avg`` None for spin 0), joint layout.
 
-
-def average_and_unpad(U: torch.Tensor, time_phi, k_time: int, fr_phi, k_fr: int, start: int, stop: int):
-    """Time averaging (order 2 only: ``time_phi`` None at order 1), frequency averaging (spinned paths only:
-    ``fr_phi`` None for spin 0), temporal unpadding, and the joint layout.
+    ``time_avg`` (T', T) maps a T-frame envelope to the T' kept frames of (U ∗ φ_T)[m·stride]; ``fr_avg``
+    (F_out, F') does the same along log-frequency with φ_F. Both are the Fourier-domain products of kymatio
+    written as their (exactly equal) circulant-and-decimate matrices.
 
     Args:
-        U: (B, K, T, F) real modulus.
+        U: (B, K, T, F_out) real modulus.
     Returns:
-        (B, K, F', T') with F' log-frequency rows and T' unpadded frames.
+        (B, K, F', T').
     """
-    if time_phi is not None:
-        U = lowpass_along(U, time_phi, k_time, dim=-2)
-    if fr_phi is not None:
-        U = lowpass_along(U, fr_phi, k_fr, dim=-1)
-    return U[..., start:stop, :].transpose(-1, -2)
+    if time_avg is not None:
+        U = torch.matmul(time_avg, U)
+    if fr_avg is not None:
+        U = torch.matmul(U, fr_avg)
+    return U.transpose(-1, -2)

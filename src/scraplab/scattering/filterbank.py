@@ -135,3 +135,24 @@ def frequential_padding(J: int, Q1: int, J_fr: int, F: float) -> int:
     n_input_fr = (J + 1) * Q1
     min_to_pad = 8 * min(F, 2**J_fr)
     return ((n_input_fr + int(min_to_pad)) // 2**J_fr) * 2**J_fr
+
+
+def frequential_operator(psi_f: np.ndarray, n_in: int, k: int) -> np.ndarray:
+    """The matrix (n_in, N_fr / 2**k), complex, of "zero-pad n_in rows to N_fr, FFT, multiply by ψ_fr,
+    subsample by 2**k in Fourier, inverse FFT" — row r is the response to the unit impulse at row r."""
+    n_fr = psi_f.shape[0]
+    eye = np.zeros((n_in, n_fr))
+    eye[np.arange(n_in), np.arange(n_in)] = 1.0
+    Y = np.fft.fft(eye, axis=1) * psi_f
+    Y = Y.reshape(n_in, 2**k, n_fr // 2**k).mean(axis=1)
+    return np.fft.ifft(Y, axis=1)
+
+
+def decimation_operator(phi_level: np.ndarray, k: int, keep: range) -> np.ndarray:
+    """The real matrix (len(keep), n) of "circular convolution with the low-pass, keep samples m·2**k for m in
+    ``keep``" — kymatio's Fourier product, periodisation and inverse FFT followed by unpadding."""
+    n = phi_level.shape[0]
+    h = np.fft.ifft(phi_level).real  # real and even: the low-pass is a symmetric Gaussian
+    m = np.asarray(keep)[:, None] * 2**k
+    t = np.arange(n)[None, :]
+    return h[(m - t) % n]

@@ -10,11 +10,19 @@ import math
 from collections import defaultdict
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import core
-from .filterbank import frequential_filterbanks, frequential_padding, time_filterbanks, time_padding
+from .filterbank import (
+    decimation_operator,
+    frequential_filterbanks,
+    frequential_operator,
+    frequential_padding,
+    time_filterbanks,
+    time_padding,
+)
 from .paths import PathMeta, enumerate_paths
 
 
@@ -59,12 +67,15 @@ class JTFS(nn.Module):
         phi_F, psis_fr = frequential_filterbanks(self.n_fr_pad, J_fr, Q_fr, self.F)
         self.paths: list[PathMeta] = enumerate_paths(psi1, psi2, psis_fr, Q[0], first_order)
         self.filter_meta = {"psi1": _meta(psi1), "psi2": _meta(psi2), "psi_fr": _meta(psis_fr)}
+        self._check_resolutions()
 
-        def buf(name, arrays):
-            self.register_buffer(name, torch.as_tensor(arrays, dtype=dtype).clone())
+        def buf(name, array):
+            array = np.asarray(array)
+            if np.iscomplexobj(array):  # complex stored as a real view so that .double()/.half() convert it
+                array = np.stack([array.real, array.imag], axis=-1)
+            self.register_buffer(name, torch.as_tensor(array, dtype=dtype).clone())
 
-        import numpy as np
-
+        n1_total = len(psi1)
         buf("psi1", np.stack([p["levels"][0] for p in psi1]))
         n_lv2 = max(len(p["levels"]) for p in psi2)
         for k in range(n_lv2):  # levels a filter never uses stay zero
@@ -72,9 +83,15 @@ class JTFS(nn.Module):
             buf(f"psi2_l{k}", np.stack([p["levels"][k] if k < len(p["levels"]) else np.zeros(size) for p in psi2]))
         for k, lv in enumerate(phi["levels"]):
             buf(f"phi_l{k}", lv)
-        buf("psi_fr", np.stack([p["levels"][0] for p in psis_fr]))
-        for k, lv in enumerate(phi_F["levels"]):
-            buf(f"phi_fr_l{k}", lv)
+        self._k_fr = [min(p["j"], self.log2_F) for p in psis_fr]
+        for n_fr, (p, k) in enumerate(zip(psis_fr, self._k_fr)):
+            buf(f"wfr{n_fr}", frequential_operator(p["levels"][0], n1_total, k))
+        start, stop = self.padding.ind_start[self.log2_stride], self.padding.ind_end[self.log2_stride]
+        for j2 in sorted({p.j2 for p in self.paths if p.order == 2}):
+            buf(f"tavg{j2}", decimation_operator(phi["levels"][j2], self.log2_stride - j2, range(start, stop)))
+        n_rows = self.n_fr_pad // 2**self.log2_F
+        for k in sorted({k for p, k in zip(psis_fr, self._k_fr) if p["xi"] != 0}):
+            buf(f"favg{k}", decimation_operator(phi_F["levels"][k], self.log2_F - k, range(n_rows)).T)
 
         # Scalogram rows grouped by subsampling k1 = min(j1, log2 T); j1 is non-decreasing in n1.
         k1s = [min(p["j"], self.log2_stride) for p in psi1]
@@ -85,8 +102,6 @@ class JTFS(nn.Module):
             else:
                 self._groups.append([n1, n1 + 1, k1])
         self._groups = [tuple(g) for g in self._groups]
-        self._k_fr = [min(p["j"], self.log2_F) for p in psis_fr]
-        self._check_resolutions(psi2)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -156,7 +171,7 @@ class JTFS(nn.Module):
         rows = []
         for (start, stop, k1), U in zip(self._groups, U1):
             phi = getattr(self, f"phi_l{k1}")
-            S = core.subsample_fourier(U * phi, self.log2_stride - k1)
+            S = core.subsample_fourier(core.mul_real(U, phi), self.log2_stride - k1)
             rows.append(torch.fft.ifft(S).real)
         return torch.cat(rows, dim=1)
 
@@ -168,21 +183,24 @@ class JTFS(nn.Module):
         groups = defaultdict(list)
         for pos, p in enumerate(paths):
             groups[(self._k_fr[p.n_fr], p.spin == 0)].append(pos)
-        start, stop = self._unpad()
+        n1 = X.shape[-2]
         for (k_fr, spin0), positions in groups.items():
-            n_frs = [paths[pos].n_fr for pos in positions]
-            U = core.frequential_scattering(X, self.n_fr_pad, self.psi_fr[n_frs], k_fr, self.eps)
-            order2 = paths[positions[0]].order == 2
-            j2 = paths[positions[0]].j2
-            time_phi = getattr(self, f"phi_l{j2}") if order2 else None
-            fr_phi = None if spin0 else getattr(self, f"phi_fr_l{k_fr}")
-            k_time = self.log2_stride - j2 if order2 else 0
-            yield positions, core.average_and_unpad(U, time_phi, k_time, fr_phi, self.log2_F - k_fr, start, stop)
+            W = torch.stack([getattr(self, f"wfr{paths[pos].n_fr}")[:n1] for pos in positions])
+            U = core.frequential_scattering(X, torch.view_as_complex(W), self.eps)
+            p0 = paths[positions[0]]
+            time_avg = getattr(self, f"tavg{p0.j2}") if p0.order == 2 else self._unpad_matrix(U)
+            fr_avg = None if spin0 else getattr(self, f"favg{k_fr}")
+            yield positions, core.average_and_unpad(U, time_avg, fr_avg)
+
+    def _unpad_matrix(self, U):
+        """Order 1 is averaged already: unpadding only, as a selection matrix (T', T)."""
+        start, stop = self._unpad()
+        return torch.eye(U.shape[-2], dtype=U.dtype, device=U.device)[start:stop]
 
     def _unpad(self):
         return self.padding.ind_start[self.log2_stride], self.padding.ind_end[self.log2_stride]
 
-    def _check_resolutions(self, psi2):
+    def _check_resolutions(self):
         for p in self.paths:
             if p.order == 2 and p.j2 > self.log2_stride:
                 raise ValueError(f"T={self.T} is shorter than the scale 2**{p.j2} of a second-order wavelet; "

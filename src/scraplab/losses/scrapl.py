@@ -1,0 +1,146 @@
+"""SCRAPL: the JTFS distance estimated from one random path per step (paper §3.1, Proposition 3.1).
+
+Usable from plain Python::
+
+    loss_fn = SCRAPLLoss(shape=32768, J=12, Q=(8, 2), J_fr=3, Q_fr=2)
+    loss = loss_fn(x_hat, x)                 # one path drawn from π (uniform by default)
+    loss = loss_fn(x_hat, x, paths=[17])     # an explicit path (the training loop's sampler passes these)
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..scattering import JTFS
+from .checks import check_pair, check_probs
+
+SCALINGS = ("norm", "paper")
+
+
+def path_distance(S_hat: torch.Tensor, S: torch.Tensor, scaling: str, n_paths: int) -> torch.Tensor:
+    """Per-example, per-path distance.
+
+    Args:
+        S_hat, S: (B, k, F', T') coefficients (after ρ).
+        scaling: ``"norm"`` — ‖S_hat − S‖₂ per path (the authors' code); ``"paper"`` — P·‖S_hat − S‖₂² (the
+            paper's per-path loss, whose mean over paths is the plain squared JTFS distance).
+    Returns:
+        (B, k).
+    """
+    d2 = (S_hat - S).square().flatten(2).sum(-1)
+    if scaling == "paper":
+        return n_paths * d2
+    return torch.sqrt(d2 + torch.finfo(d2.dtype).tiny)  # finite gradient at d = 0
+
+
+class SCRAPLLoss(nn.Module):
+    """Single-path JTFS loss.
+
+    Args:
+        shape: signal length N (samples).
+        J, Q, J_fr, Q_fr, T, F: JTFS settings (see ``scraplab.scattering.JTFS``).
+        first_order: include the first-order paths in the path set (323 / 495 paths instead of 315 / 483).
+        scaling: ``"norm"`` (default, the authors' code: non-squared L2 per path) or ``"paper"`` (P·‖·‖²).
+        log1p: apply ρ(S) = log1p(S / log1p_eps) to the coefficients (paper's TR-808 setting).
+        log1p_eps: ρ's scale.
+        probs: path distribution π, shape (P,) (uniform if None); used when ``forward`` draws the path itself.
+        importance_weighted: weight each path's distance by 1 / (P·π_p), which keeps the estimate unbiased
+            under a non-uniform π (the paper's θ-IS deliberately omits it).
+        seed: seed of the internal CPU generator for the loss's own draws (global RNG if None).
+        eps: modulus smoothing of the JTFS.
+
+    Shapes: ``x_hat`` and ``x`` are (B, N) or (B, C, N) float; channels are treated as extra examples.
+    Returns a scalar: the batch mean of the (weighted, path-averaged) distances.
+    The target ``x`` is never differentiated: its coefficients are computed without autograd and cached while
+    the same target tensor comes back (θ-IS power iterations, evaluations over all paths).
+    """
+
+    def __init__(self, shape: int, J: int = 12, Q=(8, 2), J_fr: int = 3, Q_fr: int = 2,
+                 T: Optional[int] = None, F: Optional[int] = None, first_order: bool = False,
+                 scaling: str = "norm", log1p: bool = False, log1p_eps: float = 1e-3,
+                 probs: Optional[Sequence[float]] = None, importance_weighted: bool = False,
+                 seed: Optional[int] = None, eps: float = 1e-12):
+        super().__init__()
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+        if log1p_eps <= 0:
+            raise ValueError(f"log1p_eps must be positive, got {log1p_eps}")
+        self.jtfs = JTFS(shape, J, Q, J_fr, Q_fr, T, F, first_order=first_order, eps=eps)
+        self.scaling, self.log1p, self.log1p_eps = scaling, log1p, log1p_eps
+        self.importance_weighted = importance_weighted
+        self.register_buffer("probs", check_probs(probs, self.n_paths), persistent=True)
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.last_paths: list[int] = []
+        self._cache_key = None
+        self._cache: dict[int, torch.Tensor] = {}
+
+    @property
+    def n_paths(self) -> int:
+        return self.jtfs.n_paths
+
+    @property
+    def paths(self):
+        return self.jtfs.paths
+
+    def set_probs(self, probs) -> None:
+        """Replace π (validated: length P, non-negative, sums to 1)."""
+        self.probs = check_probs(probs, self.n_paths).to(self.probs.device)
+
+    def draw(self, k: int = 1, generator: Optional[torch.Generator] = None) -> list[int]:
+        """k distinct paths drawn from π (on CPU, so the draw does not depend on the device)."""
+        if not 1 <= k <= self.n_paths:
+            raise ValueError(f"number of paths must be in [1, {self.n_paths}], got {k}")
+        gen = generator if generator is not None else self.generator
+        return torch.multinomial(self.probs.detach().cpu(), k, replacement=False, generator=gen).tolist()
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor, paths: Union[None, int, Sequence[int]] = None,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
+        if paths is None:
+            paths = self.draw(1, generator)
+        elif isinstance(paths, int):
+            paths = [paths]
+        paths = [int(p) for p in paths]
+        if not paths:
+            raise ValueError("paths must not be empty")
+        bad = [p for p in paths if not 0 <= p < self.n_paths]
+        if bad:
+            raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
+        self.last_paths = paths
+        S_hat = self._rho(self.jtfs.forward_paths(x_hat, paths))
+        S = self._target_coefficients(x, paths)
+        dist = path_distance(S_hat, S, self.scaling, self.n_paths)  # (B, k)
+        if self.importance_weighted:
+            w = 1.0 / (self.n_paths * self.probs[paths].to(dist.dtype))
+            dist = dist * w
+        return dist.mean()
+
+    def full(self, x_hat: torch.Tensor, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """The exact full loss: mean over all P paths of the per-path distance (= the expectation of
+        ``forward`` under uniform π), computed ``chunk`` paths at a time with autograd."""
+        x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
+        total = 0.0
+        for start in range(0, self.n_paths, chunk):
+            idx = list(range(start, min(start + chunk, self.n_paths)))
+            S_hat = self._rho(self.jtfs.forward_paths(x_hat, idx))
+            with torch.no_grad():
+                S = self._rho(self.jtfs.forward_paths(x, idx))
+            total = total + path_distance(S_hat, S, self.scaling, self.n_paths).sum(1)
+        return (total / self.n_paths).mean()
+
+    def _rho(self, S):
+        return torch.log1p(S / self.log1p_eps) if self.log1p else S
+
+    def _target_coefficients(self, x, paths):
+        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, x.device)
+        if key != self._cache_key:
+            self._cache_key, self._cache = key, {}
+        missing = [p for p in dict.fromkeys(paths) if p not in self._cache]
+        if missing:
+            with torch.no_grad():
+                S = self._rho(self.jtfs.forward_paths(x.detach(), missing))
+            for k, p in enumerate(missing):
+                self._cache[p] = S[:, k]
+        return torch.stack([self._cache[p] for p in paths], dim=1)
