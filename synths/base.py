@@ -166,7 +166,7 @@ class Synth(nn.Module):
     def forward(self, theta: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
         """theta (B, U) in [0, 1], seed (B,) int64 -> audio (B, 1, n_samples) in theta's dtype and device."""
         phys = self.to_physical(theta)
-        rng._check_seed(seed)
+        rng.check_seed(seed)
         if seed.shape[0] != theta.shape[0]:
             raise ValueError(f"seed has {seed.shape[0]} entries but theta has batch size {theta.shape[0]}")
         seed = seed.to(theta.device)

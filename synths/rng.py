@@ -37,7 +37,7 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def _check_seed(seed: torch.Tensor) -> None:
+def check_seed(seed: torch.Tensor) -> None:
     if not isinstance(seed, torch.Tensor) or seed.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"seed must be an int64 (or int32) tensor, got {type(seed).__name__} "
                          f"{getattr(seed, 'dtype', '')}")
@@ -55,7 +55,7 @@ def random_bits(seed: torch.Tensor, stream: int, n: int) -> torch.Tensor:
     Returns:
         (B, n) int64 in [0, 2**32), on ``seed.device``.
     """
-    _check_seed(seed)
+    check_seed(seed)
     seed = seed.long()
     lo, hi = seed & MASK32, (seed >> 32) & MASK32
     if not 0 <= stream < 2**31:
