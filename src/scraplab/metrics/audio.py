@@ -1,0 +1,109 @@
+"""Audio distances for test-time reporting (paper §4, Tables 4 and Figure 3; digest §2.6).
+
+* :func:`jtfs_distance` — the full JTFS distance per example: mean over paths of the per-path distance of
+  ``scraplab.losses.SCRAPLLoss`` (the quantity SCRAPL estimates; ``JTFSLoss`` gives the authors' order-1+2 path set).
+  It is exact but slow on CPU at paper sizes (P = 323 paths at N = 32768). ``paths`` selects a subset for CPU runs:
+  an int k takes k evenly spaced paths (deterministic), a list takes those paths. The subset mean is then an
+  estimate of the full distance (exact for k = P); reports must say which was used (``describe_paths``).
+* :func:`mss_distances` — per-example MSS distances with the repo's baselines (``scraplab.losses.spectral``): "MSS
+  Linear" (``mss_lin``), "MSS Log + Linear" (``mss_log_lin``, the 808 table's MSS column) and "MSS Revisited"
+  (``mss_rev``), each with the paper's default resolutions.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+
+from ..losses.scrapl import SCRAPLLoss, path_distance
+from ..losses.spectral import MSSLoss, RevisitedMSSLoss
+
+PathSpec = Union[None, int, Sequence[int]]
+
+
+def select_paths(n_paths: int, paths: PathSpec = None) -> list[int]:
+    """Resolve a path specification: None → all P paths; int k → k evenly spaced indices; list → validated list."""
+    if paths is None:
+        return list(range(n_paths))
+    if isinstance(paths, int):
+        if not 1 <= paths <= n_paths:
+            raise ValueError(f"number of paths must be in [1, {n_paths}], got {paths}")
+        return sorted({int(round(i * (n_paths - 1) / max(paths - 1, 1))) for i in range(paths)})
+    out = [int(p) for p in paths]
+    bad = [p for p in out if not 0 <= p < n_paths]
+    if not out or bad:
+        raise ValueError(f"paths must be a non-empty list of indices in [0, {n_paths}), bad: {bad or 'empty'}")
+    return out
+
+
+def describe_paths(n_paths: int, paths: PathSpec = None) -> str:
+    """Human-readable note for reports, e.g. ``"all 323 paths (exact)"`` or ``"16 of 323 paths (subset estimate)"``."""
+    k = len(select_paths(n_paths, paths))
+    return f"all {n_paths} paths (exact)" if k == n_paths else f"{k} of {n_paths} paths (subset estimate)"
+
+
+@torch.no_grad()
+def jtfs_distance(loss: SCRAPLLoss, x_hat: torch.Tensor, x: torch.Tensor, paths: PathSpec = None,
+                  chunk: int = 32) -> torch.Tensor:
+    """Per-example JTFS distance: (B, N) or (B, 1, N) pair → (B,), the mean over the selected paths of the loss's
+    per-path distance (its ρ and scaling). With ``paths=None`` the batch mean equals ``loss.full(x_hat, x)``.
+
+    Args:
+        loss: a ``SCRAPLLoss`` / ``JTFSLoss`` built for signals of length N (its JTFS settings define the metric).
+        paths: see :func:`select_paths`.
+        chunk: paths computed at once (bounds memory).
+    """
+    if not isinstance(loss, SCRAPLLoss):
+        raise TypeError(f"loss must be a SCRAPLLoss or JTFSLoss, got {type(loss).__name__}")
+    if x_hat.shape != x.shape:
+        raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must have the same shape")
+    if x.dim() == 3:
+        if x.shape[1] != 1:
+            raise ValueError(f"expected mono (B, 1, N), got {tuple(x.shape)}")
+        x_hat, x = x_hat[:, 0], x[:, 0]
+    if x.dim() != 2 or x.shape[-1] != loss.jtfs.shape:
+        raise ValueError(f"expected (B, {loss.jtfs.shape}) signals, got {tuple(x.shape)}")
+    idx = select_paths(loss.n_paths, paths)
+    total = x.new_zeros(x.shape[0])
+    for start in range(0, len(idx), chunk):
+        part = idx[start:start + chunk]
+        S_hat, S = loss.jtfs.forward_paths(x_hat, part), loss.jtfs.forward_paths(x, part)
+        if loss.log1p:
+            S_hat, S = torch.log1p(S_hat / loss.log1p_eps), torch.log1p(S / loss.log1p_eps)
+        total = total + path_distance(S_hat, S, loss.scaling, loss.n_paths).sum(1)
+    return total / len(idx)
+
+
+class MSSDistances(torch.nn.Module):
+    """Per-example MSS distances with the paper's baseline settings: ``forward(x_hat, x) -> {name: (B,)}``."""
+
+    def __init__(self, names: Sequence[str] = ("mss_lin", "mss_log_lin", "mss_rev")) -> None:
+        super().__init__()
+        makers = {"mss_lin": lambda: MSSLoss(), "mss_log_lin": lambda: MSSLoss(w_log_mag=1.0),
+                  "mss_rev": lambda: RevisitedMSSLoss()}
+        unknown = [n for n in names if n not in makers]
+        if unknown:
+            raise ValueError(f"unknown MSS distance(s) {unknown}; choose from {sorted(makers)}")
+        self.losses = torch.nn.ModuleDict({n: makers[n]() for n in names})
+
+    @torch.no_grad()
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x_hat.shape != x.shape or x.dim() not in (2, 3):
+            raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must be equal (B, N) or (B, 1, N)")
+        return {n: torch.stack([fn(x_hat[i:i + 1], x[i:i + 1]) for i in range(x.shape[0])])
+                for n, fn in self.losses.items()}
+
+
+def mss_distances(x_hat: torch.Tensor, x: torch.Tensor,
+                  names: Sequence[str] = ("mss_lin", "mss_log_lin", "mss_rev")) -> dict[str, torch.Tensor]:
+    """Functional form of :class:`MSSDistances` (builds the losses on each call; prefer the module in loops)."""
+    return MSSDistances(names).to(x.device)(x_hat, x)
+
+
+def audio_distances(x_hat: torch.Tensor, x: torch.Tensor, jtfs: Optional[SCRAPLLoss] = None,
+                    jtfs_paths: PathSpec = None, mss: Optional[MSSDistances] = None) -> dict[str, torch.Tensor]:
+    """All test-time audio distances per example: MSS ones plus ``"jtfs"`` when a JTFS loss is given."""
+    out = dict((mss or MSSDistances().to(x.device))(x_hat, x))
+    if jtfs is not None:
+        out["jtfs"] = jtfs_distance(jtfs, x_hat, x, jtfs_paths)
+    return out
