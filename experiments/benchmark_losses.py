@@ -1,0 +1,183 @@
+"""Loss benchmark: forward + backward time and peak memory per optimisation step (paper Table 5).
+
+    python experiments/benchmark_losses.py [--quick] [--json OUT.json] [--device cpu|cuda] [--batch 4]
+
+Each row times ``loss(x_hat, x).backward()`` w.r.t. ``x_hat`` on random signals (batch 4, 32768 samples, float32
+by default). SCRAPL is reported as the **mean step under uniform path sampling**: every path's time weighted by
+how often it is drawn (1/P), beside the median, fastest and slowest path. Paths that share a rate n2, a frequential
+subsampling and a spin class run the very same tensor shapes, so the quick mode times one representative per class
+and weights it by the class size; the full mode times every path.
+Peak memory: CUDA's max_memory_allocated, or on CPU the peak resident set of a fresh child process per row, minus
+the same process's resident set before the row ran.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import torch
+
+JTFS_CONFIGS = {
+    315: dict(J=12, Q=(8, 2), J_fr=3, Q_fr=2),  # granular / chirplet (paper Tables 10-11)
+    483: dict(J=12, Q=(8, 2), J_fr=5, Q_fr=2, T=2048, F=1),  # TR-808 (Table 12)
+}
+
+
+def build(name, n, device):
+    from scraplab.losses import JTFSLoss, SCRAPLLoss, Scattering1DLoss
+    from scraplab.losses.spectral import MSSLoss, RandomMSSLoss, RevisitedMSSLoss
+
+    if name.startswith("scrapl_"):
+        return SCRAPLLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])]).to(device)
+    if name.startswith("jtfs_"):
+        return JTFSLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])], chunk=16).to(device)
+    return {
+        "mss_linear": lambda: MSSLoss(),
+        "mss_loglin": lambda: MSSLoss(w_log_mag=1.0),
+        "mss_revisited": lambda: RevisitedMSSLoss(),
+        "mss_random": lambda: RandomMSSLoss(),
+        "scattering1d": lambda: Scattering1DLoss(n, J=12, Q=(8, 2)),
+    }[name]().to(device)
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_step(fn, device, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def path_classes(loss):
+    """Paths grouped by identical computation: (order, n2, frequential subsampling, spin == 0)."""
+    groups = defaultdict(list)
+    for p in loss.paths:
+        groups[(p.order, p.n2, loss.jtfs._k_fr[p.n_fr], p.spin == 0)].append(p.index)
+    return list(groups.values())
+
+
+def run_row(name, args):
+    torch.manual_seed(0)
+    device = args.device
+    x = torch.randn(args.batch, 1, args.n_samples, device=device)
+    x_hat0 = torch.randn(args.batch, 1, args.n_samples, device=device)
+    loss = build(name, args.n_samples, device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def step(paths=None):
+        x_hat = x_hat0.clone().requires_grad_(True)
+        v = loss(x_hat, x) if paths is None else loss(x_hat, x, paths=paths)
+        v.backward()
+
+    rec = dict(loss=name.split("_")[0], name=name,
+               paths=None, batch=args.batch, n_samples=args.n_samples, device=device)
+    if name.startswith("scrapl_"):
+        per_path, n_timed = {}, 0
+        step([0])  # first call: allocator and index caches
+        repeats = 1 if args.quick else args.path_repeats
+        for members in path_classes(loss):
+            timed = members if not args.quick else members[:1]
+            for p in timed:
+                # a fresh target per path: the target cache would otherwise hide the target-side cost
+                times = time_step(lambda: (x.add_(0.0), step([p])), device, repeats, warmup=0)
+                per_path[p] = statistics.median(times)
+            n_timed += len(timed)
+            for p in members:
+                per_path.setdefault(p, statistics.median(per_path[q] for q in timed))
+        values = [per_path[p] for p in range(loss.n_paths)]
+        rec.update(paths=loss.n_paths, mean_ms=sum(values) / len(values), median_ms=statistics.median(values),
+                   min_ms=min(values), max_ms=max(values), timed_paths=n_timed)
+    else:
+        if name.startswith("jtfs_"):
+            rec["paths"] = loss.n_paths
+        times = time_step(step, device, 1 if name.startswith("jtfs_") else args.repeats)
+        rec.update(mean_ms=statistics.mean(times), median_ms=statistics.median(times), min_ms=min(times),
+                   max_ms=max(times))
+    if device.startswith("cuda"):
+        rec["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return rec
+
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(name, args):
+    base = rss_mb()
+    rec = run_row(name, args)
+    if "peak_mb" not in rec:
+        rec["peak_mb"] = peak_rss_mb() - base
+    print("ROW " + json.dumps(rec), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one path per computation class; skip full JTFS at P=483")
+    ap.add_argument("--json", help="write the records to this file")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--n-samples", type=int, default=32768)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--path-repeats", type=int, default=3)
+    ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args._child:
+        return child(args._child, args)
+    rows = args.rows or ["mss_linear", "mss_loglin", "mss_revisited", "mss_random", "scattering1d", "scrapl_315",
+                         "scrapl_483", "jtfs_315"] + ([] if args.quick else ["jtfs_483"])
+    records = []
+    for name in rows:  # one child process per row: CPU peak memory is a per-process high-water mark
+        cmd = [sys.executable, __file__, "--_child", name] + [a for a in sys.argv[1:] if not a.startswith("--json")]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+        if out.returncode != 0 or not line:
+            raise SystemExit(f"row {name} failed:\n{out.stderr[-3000:]}")
+        rec = json.loads(line[0][4:])
+        records.append(rec)
+        print(f"{rec['name']:>14}  mean {rec['mean_ms']:9.1f} ms  median {rec['median_ms']:9.1f}  "
+              f"min {rec['min_ms']:9.1f}  max {rec['max_ms']:9.1f}  peak {rec['peak_mb']:8.0f} MB", flush=True)
+    mss = next((r for r in records if r["name"] == "mss_linear"), None)
+    if mss:
+        for r in records:
+            r["mean_vs_mss_linear"] = r["mean_ms"] / mss["mean_ms"]
+        print("\nratio of mean step to MSS Linear (same run):")
+        for r in records:
+            print(f"  {r['name']:>14}  {r['mean_vs_mss_linear']:8.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
