@@ -122,7 +122,8 @@ def build_table(runs: list[Run], layout: str, metric: str, threshold: float) -> 
         if best is not None and "scrapl" not in table:
             table["scrapl"] = table.pop(best)
             table["scrapl"]["label"] = LABELS["scrapl"]
-    order = {m: i for i, m in enumerate(ROW_ORDER)}
+    rows = ABLATION_ORDER + ROW_ORDER if layout == "ablation" else ROW_ORDER
+    order = {m: i for i, m in reversed(list(enumerate(rows)))}
     return dict(sorted(table.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
