@@ -49,6 +49,7 @@ def pareto(table_json: Path, out_png: Path, reference: str = "param") -> Path:
         colour = "C3" if m.startswith("scrapl") else ("C0" if m == "jtfs" else ("k" if m == reference else "C2"))
         ax.errorbar([x], [y], yerr=[ci], fmt="o", color=colour, capsize=3)
         ax.annotate(table[m].get("label", m), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.margins(x=0.2, y=0.15)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"relative cost per training step (× {table[reference].get('label', reference)})")
