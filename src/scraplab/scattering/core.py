@@ -10,11 +10,27 @@ from __future__ import annotations
 import torch
 
 
+class _Modulus(torch.autograd.Function):
+    """|z| in one pass; backward g·z / max(|z|, eps), written in differentiable ops so that the double backward
+    of θ-IS works. The gradient at z = 0 is 0 and the second derivative is bounded by 1/eps."""
+
+    @staticmethod
+    def forward(ctx, z, eps):
+        ctx.save_for_backward(z)
+        ctx.eps = eps
+        return torch.abs(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return mul_real(z, g / torch.abs(z).clamp_min(ctx.eps)), None
+
+
 def modulus(z: torch.Tensor, eps: float) -> torch.Tensor:
-    """|z| smoothed as sqrt(|z|² + eps²): equal to |z| up to eps²/(2|z|), with a finite gradient (0) and finite
-    second derivative at z = 0, which silent inputs and the double backward of θ-IS need."""
-    r = torch.view_as_real(z)
-    return torch.sqrt(r.square().sum(-1) + eps * eps)
+    """Complex modulus |z| (exactly kymatio main's value) with a finite, eps-regularised gradient at z = 0."""
+    if not torch.is_grad_enabled() or not z.requires_grad:
+        return torch.abs(z)
+    return _Modulus.apply(z, eps)
 
 
 def subsample_fourier(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
@@ -27,28 +43,68 @@ def subsample_fourier(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     return X.reshape(shape).mean(dim)
 
 
-def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int, int, int]], eps: float):
+def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torch.Tensor:
+    """``subsample_fourier(X · h, k)``: product with a real Fourier filter, then periodisation to N / 2**k bins.
+
+    Args:
+        X: (B, N) complex spectrum shared by all filters, or (B, G, N) one spectrum per filter row.
+        h: (G, N) real filters, or (N,) one filter for all rows.
+        support: optional (idx, pos) long tensors — the bins where ``h`` is non-negligible (relative magnitude
+            above 1e-30, far below float64 resolution) and their folded positions ``idx mod N/2**k``; ``idx`` is
+            (G, M) for per-row filters or (M,) for a shared one, padded with bins of weight 0. The product is then
+            formed on those bins only and summed into place, which is the same sum (the dropped terms are below
+            1e-30 of the kept ones) at a fraction of the cost for narrow low-frequency filters.
+    Returns:
+        (B, G, N / 2**k) complex.
+    """
+    if X.dim() == 2:
+        X = X[:, None, :]
+    if support is None:
+        return subsample_fourier(mul_real(X, h), k)
+    idx, pos = support
+    n_out = X.shape[-1] // 2**k
+    if idx.dim() == 2:  # one filter per row, spectrum shared by the rows
+        vals = X[:, 0, idx] if X.shape[1] == 1 else torch.gather(X, -1, idx.expand(X.shape[0], -1, -1))
+        w = torch.gather(h, -1, idx)
+        pos = pos.expand(X.shape[0], -1, -1)
+    else:  # one filter for every row
+        vals = X[..., idx]
+        w = h[idx]
+        pos = pos.expand(X.shape[0], X.shape[1], -1)
+    vals = torch.view_as_real(mul_real(vals, w / 2**k))
+    out = vals.new_zeros(vals.shape[:2] + (n_out, 2))
+    out.scatter_add_(2, pos.unsqueeze(-1).expand(-1, -1, -1, 2), vals)
+    return torch.view_as_complex(out)
+
+
+def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int, int, int]], eps: float,
+                supports=None):
     """Scalogram spectra U1_hat for rows grouped by subsampling.
 
     Args:
         x_hat: (B, Npad) complex spectrum of the padded input.
         psi1: (n1_total, Npad) first-order filters (level 0).
         groups: (start, stop, k1) row ranges sharing the subsampling 2**k1.
+        supports: per group, None or the (idx, pos) of ``fold_product``.
     Returns:
         list of (B, stop - start, Npad / 2**k1) complex spectra of |x ∗ ψ1|, one per group.
     """
     out = []
-    for start, stop, k1 in groups:
-        Y = subsample_fourier(mul_real(x_hat[:, None, :], psi1[start:stop]), k1)
+    for g, (start, stop, k1) in enumerate(groups):
+        sup = supports[g] if supports is not None else None
+        if sup is not None:
+            sup = (sup[0][: stop - start], sup[1][: stop - start])
+        Y = fold_product(x_hat, psi1[start:stop], k1, sup)
         U = modulus(torch.fft.ifft(Y), eps)
         out.append(torch.fft.fft(U))
     return out
 
 
 def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Tensor], n2: int, j2: int,
-                 n1_max: int, log2_stride: int) -> torch.Tensor:
+                 n1_max: int, log2_stride: int, supports=None) -> torch.Tensor:
     """Y2 = U1 ∗ ψ2[n2] for the scalogram rows with j1 < j2, all at time resolution 2**j2.
 
+    ``supports`` maps k1 to the (idx, pos) of ``fold_product`` for ψ2[n2] at that level (or None).
     Returns:
         (B, n1_max, Npad / 2**j2) complex.
     """
@@ -58,7 +114,8 @@ def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Ten
             break
         stop = min(stop, n1_max)
         k2 = min(j2 - k1, log2_stride)
-        Y = subsample_fourier(mul_real(U[:, : stop - start], psi2_levels[k1][n2]), k2)
+        sup = supports.get(k1) if supports is not None else None
+        Y = fold_product(U[:, : stop - start], psi2_levels[k1][n2], k2, sup)
         parts.append(torch.fft.ifft(Y))
     lengths = {p.shape[-1] for p in parts}
     if len(lengths) != 1:  # kymatio stacks these rows too; it needs j1 + log2 T >= j2
