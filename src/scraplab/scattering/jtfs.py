@@ -26,6 +26,9 @@ from .filterbank import (
 from .paths import PathMeta, enumerate_paths
 
 
+SUPPORT_TOL = 1e-30  # filter taps below this fraction of a filter's peak are skipped (see core.fold_product)
+
+
 class JTFS(nn.Module):
     """Joint time-frequency scattering with per-path evaluation.
 
@@ -102,6 +105,7 @@ class JTFS(nn.Module):
             else:
                 self._groups.append([n1, n1 + 1, k1])
         self._groups = [tuple(g) for g in self._groups]
+        self._build_supports(psi1, psi2)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -142,7 +146,8 @@ class JTFS(nn.Module):
         out = [None] * len(idxs)
         for n2, items in by_rate.items():
             X = self._first_order_input(U1) if n2 is None else core.second_layer(
-                U1, self._groups, self._psi2_levels(), n2, items[0][1].j2, items[0][1].n1_max, self.log2_stride)
+                U1, self._groups, self._psi2_levels(), n2, items[0][1].j2, items[0][1].n1_max, self.log2_stride,
+                self._supports(x.device)[1][n2])
             for positions, coefs in self._frequential(X, [p for _, p in items]):
                 for k, pos in enumerate(positions):
                     out[items[pos][0]] = coefs[:, k]
@@ -164,7 +169,46 @@ class JTFS(nn.Module):
 
     def _first_layer(self, x, n1_needed):
         groups = [(a, min(b, n1_needed), k) for a, b, k in self._groups if a < n1_needed]
-        return core.first_layer(torch.fft.fft(x), self.psi1, groups, self.eps)
+        sups = self._supports(x.device)[0]
+        return core.first_layer(torch.fft.fft(x), self.psi1, groups, self.eps, sups)
+
+    def _build_supports(self, psi1, psi2):
+        """Bins where each narrow filter is non-negligible, for the sparse products of ``core.fold_product``.
+        Kept as NumPy and moved to a device on first use (index tensors, unaffected by dtype casts)."""
+        def support(rows, k):
+            rows = np.atleast_2d(rows)
+            masks = np.abs(rows) > SUPPORT_TOL * np.abs(rows).max(axis=1, keepdims=True)
+            m = int(masks.sum(axis=1).max())
+            if k == 0 or m > rows.shape[1] // 2:  # dense is as cheap
+                return None
+            idx = np.zeros((rows.shape[0], m), dtype=np.int64)  # padding points at a bin of weight 0 below
+            for r, mask in enumerate(masks):
+                nz = np.flatnonzero(mask)
+                idx[r, : nz.size] = nz
+                idx[r, nz.size:] = np.flatnonzero(~mask)[0]
+            return idx, idx % (rows.shape[1] // 2**k)
+
+        self._np_sup1 = [support(np.stack([p["levels"][0] for p in psi1[a:b]]), k) for a, b, k in self._groups]
+        self._np_sup2 = {}
+        for p in self.paths:
+            if p.order != 2 or p.n2 in self._np_sup2:
+                continue
+            levels = {}
+            for a, b, k1 in self._groups:
+                if a >= p.n1_max:
+                    break
+                sup = support(psi2[p.n2]["levels"][k1], min(p.j2 - k1, self.log2_stride))
+                levels[k1] = None if sup is None else (sup[0][0], sup[1][0])
+            self._np_sup2[p.n2] = levels
+        self._sup_cache = {}
+
+    def _supports(self, device):
+        if device not in self._sup_cache:
+            def t(s):
+                return None if s is None else tuple(torch.as_tensor(a, device=device) for a in s)
+            self._sup_cache[device] = ([t(s) for s in self._np_sup1],
+                                       {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()})
+        return self._sup_cache[device]
 
     def _first_order_input(self, U1):
         """S1 = U1 ∗ φ_T at stride T: (B, n1_total, T_pad) real."""
