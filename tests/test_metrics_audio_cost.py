@@ -93,3 +93,30 @@ def test_max_rss_is_plausible():
     from scraplab.metrics.cost import max_rss_bytes
 
     assert 10 * 2 ** 20 < max_rss_bytes() < 2 ** 40  # torch is imported: tens of MiB at least, in bytes not KiB
+
+
+def test_step_cost_callback_times_every_training_step():
+    import lightning as L
+
+    from scraplab.metrics.cost import StepCostCallback
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            time.sleep(0.005)
+            return self.lin(batch[0]).square().mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=2)
+    cb = StepCostCallback(skip=2)
+    L.Trainer(max_steps=7, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[cb]).fit(Tiny(), data)
+    m = cb.metrics()
+    assert len(cb.timer.durations) == 7 and m["cost/n_steps"] == 5
+    assert m["cost/ms_per_step_median"] >= 5.0 and m["cost/ms_per_step_iqr"] >= 0.0
+    assert m["cost/peak_mem_mb"] >= 0.0 and m["cost/peak_mem_source"].startswith("ru_maxrss")
