@@ -157,3 +157,12 @@ def test_bad_probs_and_paths_raise():
         loss(x, x, paths=[P])
     with pytest.raises(ValueError, match="scaling"):
         SCRAPLLoss(**KW, scaling="squared")
+
+
+def test_target_cache_is_not_fooled_by_reused_memory(loss64):
+    for seed in range(4):  # freed targets' memory is reused by the next ones
+        x_hat, x = signals(seed=seed)
+        S, S_hat = loss64.jtfs.forward_path(x, 3), loss64.jtfs.forward_path(x_hat, 3)
+        expect = (S_hat - S).flatten(1).norm(dim=1).mean()
+        torch.testing.assert_close(loss64(x_hat, x, paths=3), expect)
+        del x, x_hat

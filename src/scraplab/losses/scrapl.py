@@ -97,6 +97,7 @@ class SCRAPLLoss(nn.Module):
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor, paths: Union[None, int, Sequence[int]] = None,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        target = x
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
         if paths is None:
             paths = self.draw(1, generator)
@@ -110,7 +111,7 @@ class SCRAPLLoss(nn.Module):
             raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
         self.last_paths = paths
         S_hat = self._rho(self.jtfs.forward_paths(x_hat, paths))
-        S = self._target_coefficients(x, paths)
+        S = self._target_coefficients(target, x, paths)
         dist = path_distance(S_hat, S, self.scaling, self.n_paths)  # (B, k)
         if self.importance_weighted:
             w = 1.0 / (self.n_paths * self.probs[paths].to(dist.dtype))
@@ -133,10 +134,12 @@ class SCRAPLLoss(nn.Module):
     def _rho(self, S):
         return torch.log1p(S / self.log1p_eps) if self.log1p else S
 
-    def _target_coefficients(self, x, paths):
-        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, x.device)
-        if key != self._cache_key:
-            self._cache_key, self._cache = key, {}
+    def _target_coefficients(self, target, x, paths):
+        # Same tensor object, unmodified since (its version counter), same module dtype: reuse. A strong
+        # reference is held, so a freed tensor's memory being reused cannot alias a stale entry.
+        key = (target._version, self.jtfs.psi1.dtype, self.jtfs.psi1.device)
+        if self._cache_key is None or self._cache_key[0] is not target or self._cache_key[1] != key:
+            self._cache_key, self._cache = (target, key), {}
         missing = [p for p in dict.fromkeys(paths) if p not in self._cache]
         if missing:
             with torch.no_grad():

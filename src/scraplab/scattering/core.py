@@ -43,6 +43,11 @@ def subsample_fourier(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     return X.reshape(shape).mean(dim)
 
 
+def half_to_full(R: torch.Tensor, n: int) -> torch.Tensor:
+    """Full length-n spectrum of a real signal from its rfft ``R`` (Hermitian symmetry; n even)."""
+    return torch.cat([R, R[..., 1: n // 2].flip(-1).conj()], dim=-1)
+
+
 def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torch.Tensor:
     """``subsample_fourier(X · h, k)``: product with a real Fourier filter, then periodisation to N / 2**k bins.
 
@@ -54,6 +59,8 @@ def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torc
             (G, M) for per-row filters or (M,) for a shared one, padded with bins of weight 0. The product is then
             formed on those bins only and summed into place, which is the same sum (the dropped terms are below
             1e-30 of the kept ones) at a fraction of the cost for narrow low-frequency filters.
+            A support may carry two more entries (hidx, sign): then ``X`` is the rfft half of a real signal's
+            spectrum and bin i > N/2 is read as conj(X[N - i]).
     Returns:
         (B, G, N / 2**k) complex.
     """
@@ -61,9 +68,14 @@ def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torc
         X = X[:, None, :]
     if support is None:
         return subsample_fourier(mul_real(X, h), k)
-    idx, pos = support
-    n_out = X.shape[-1] // 2**k
-    if idx.dim() == 2:  # one filter per row, spectrum shared by the rows
+    idx, pos = support[:2]
+    n_out = h.shape[-1] // 2**k
+    if len(support) == 4:  # half spectrum: gather bin |i| and conjugate the negative frequencies
+        vals = torch.view_as_real(X[..., support[2]]) * support[3]
+        vals = torch.view_as_complex(vals.contiguous())
+        w = h[idx]
+        pos = pos.expand(X.shape[0], X.shape[1], -1)
+    elif idx.dim() == 2:  # one filter per row, spectrum shared by the rows
         vals = X[:, 0, idx] if X.shape[1] == 1 else torch.gather(X, -1, idx.expand(X.shape[0], -1, -1))
         w = torch.gather(h, -1, idx)
         pos = pos.expand(X.shape[0], -1, -1)
@@ -87,7 +99,7 @@ def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int,
         groups: (start, stop, k1) row ranges sharing the subsampling 2**k1.
         supports: per group, None or the (idx, pos) of ``fold_product``.
     Returns:
-        list of (B, stop - start, Npad / 2**k1) complex spectra of |x ∗ ψ1|, one per group.
+        list of (B, stop - start, Npad / 2**(k1 + 1) + 1) rfft half spectra of |x ∗ ψ1|, one per group.
     """
     out = []
     for g, (start, stop, k1) in enumerate(groups):
@@ -96,7 +108,7 @@ def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int,
             sup = (sup[0][: stop - start], sup[1][: stop - start])
         Y = fold_product(x_hat, psi1[start:stop], k1, sup)
         U = modulus(torch.fft.ifft(Y), eps)
-        out.append(torch.fft.fft(U))
+        out.append(torch.fft.rfft(U))  # real envelope: half the spectrum suffices
     return out
 
 
@@ -115,7 +127,11 @@ def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Ten
         stop = min(stop, n1_max)
         k2 = min(j2 - k1, log2_stride)
         sup = supports.get(k1) if supports is not None else None
-        Y = fold_product(U[:, : stop - start], psi2_levels[k1][n2], k2, sup)
+        h = psi2_levels[k1][n2]
+        U = U[:, : stop - start]
+        if sup is None:
+            U = half_to_full(U, h.shape[-1])
+        Y = fold_product(U, h, k2, sup)
         parts.append(torch.fft.ifft(Y))
     lengths = {p.shape[-1] for p in parts}
     if len(lengths) != 1:  # kymatio stacks these rows too; it needs j1 + log2 T >= j2

@@ -197,15 +197,24 @@ class JTFS(nn.Module):
             for a, b, k1 in self._groups:
                 if a >= p.n1_max:
                     break
-                sup = support(psi2[p.n2]["levels"][k1], min(p.j2 - k1, self.log2_stride))
-                levels[k1] = None if sup is None else (sup[0][0], sup[1][0])
+                h = psi2[p.n2]["levels"][k1]
+                sup = support(h, min(p.j2 - k1, self.log2_stride))
+                if sup is not None:  # the scalogram spectra are rfft halves: read bin i > n/2 as conj(bin n - i)
+                    idx, n = sup[0][0], h.shape[0]
+                    neg = idx > n // 2
+                    sign = np.stack([np.ones(idx.size), np.where(neg, -1.0, 1.0)], axis=-1)
+                    sup = (idx, sup[1][0], np.where(neg, n - idx, idx), sign)
+                levels[k1] = sup
             self._np_sup2[p.n2] = levels
         self._sup_cache = {}
 
     def _supports(self, device):
         if device not in self._sup_cache:
-            def t(s):
-                return None if s is None else tuple(torch.as_tensor(a, device=device) for a in s)
+            def t(s):  # float arrays (the conjugation signs) follow the filters' dtype
+                if s is None:
+                    return None
+                return tuple(torch.as_tensor(a, device=device, dtype=None if a.dtype.kind == "i" else self.psi1.dtype)
+                             for a in s)
             self._sup_cache[device] = ([t(s) for s in self._np_sup1],
                                        {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()})
         return self._sup_cache[device]
@@ -215,7 +224,7 @@ class JTFS(nn.Module):
         rows = []
         for (start, stop, k1), U in zip(self._groups, U1):
             phi = getattr(self, f"phi_l{k1}")
-            S = core.subsample_fourier(core.mul_real(U, phi), self.log2_stride - k1)
+            S = core.subsample_fourier(core.mul_real(core.half_to_full(U, phi.shape[-1]), phi), self.log2_stride - k1)
             rows.append(torch.fft.ifft(S).real)
         return torch.cat(rows, dim=1)
 
