@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scraplab.data.datamodule import build_datamodule
 from scraplab.models.encoder import Encoder
+from scraplab.training.module import path_count
 
 
 class ConfigError(ValueError):
@@ -56,7 +57,7 @@ def build_loss(loss_cfg: DictConfig, synth: Any):
 
 def build_sampler(sampler_cfg: DictConfig | None, loss: Any):
     """A path sampler for path losses (``loss.n_paths``); None for every other loss."""
-    n_paths = getattr(loss, "n_paths", None)
+    n_paths = path_count(loss)
     if n_paths is None or sampler_cfg is None:
         return None
     budget = sampler_cfg.get("budget", 1)

@@ -35,6 +35,19 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss or gradient; the message names the global step and the path(s)."""
 
 
+def path_count(loss: nn.Module) -> int | None:
+    """P for a loss that trains on sampled paths (SCRAPL), None otherwise. ``JTFSLoss`` has ``n_paths`` but always
+    uses every path; a loss can state its kind with a ``path_loss`` attribute."""
+    flag = getattr(loss, "path_loss", None)
+    if flag is None:
+        try:
+            from scraplab.losses import JTFSLoss
+        except ImportError:  # the scattering losses are optional for the baselines
+            JTFSLoss = ()
+        flag = hasattr(loss, "n_paths") and not isinstance(loss, JTFSLoss)
+    return int(loss.n_paths) if flag else None
+
+
 def mix_seed(seed: torch.Tensor, step: int) -> torch.Tensor:
     """Fresh per-example seeds from (seed (B,) int64, step): an affine mix kept below 2**62 (no int64 overflow)."""
     return (seed.long() * 1_000_003 + int(step) * 7_919 + 0x5DEECE66D) % (1 << 62)
@@ -64,7 +77,7 @@ class SoundMatchingModule(L.LightningModule):
         for p in self.synth.parameters():
             p.requires_grad_(False)
         self.optim_factory, self.scheduler_factory = optim_factory, scheduler_factory
-        self.n_paths: int | None = getattr(loss, "n_paths", None)
+        self.n_paths = path_count(loss)
         self.on_params = bool(getattr(loss, "on_params", False))
         if self.n_paths is not None and sampler is None:
             raise ValueError(f"{type(loss).__name__} is a path loss (n_paths={self.n_paths}) and needs a sampler")
@@ -74,20 +87,29 @@ class SoundMatchingModule(L.LightningModule):
         self.metric_prefix: dict[str, str] = {}  # e.g. {"test": "init"} to log an evaluation under another name
         self.val_examples: dict[str, torch.Tensor] | None = None
         self._paths: list[int] = []
+        self._held_target: torch.Tensor | None = None
         self.strict_loading = False  # checkpoints hold no synth/loss buffers (see on_save_checkpoint)
         self.run_config: dict | None = None  # resolved run config, stored in checkpoints for eval.py / match.py
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         if "audio" in batch:
-            return batch["audio"], None
-        with torch.no_grad():
-            return self.synth(batch["theta"], batch["seed"]), batch["theta"]
+            x, theta = batch["audio"], None
+        else:
+            with torch.no_grad():
+                x, theta = self.synth(batch["theta"], batch["seed"]), batch["theta"]
+        self._keep_target_alive(x)
+        return x, theta
 
     def _seed_hat(self, seed: torch.Tensor, stage: str) -> torch.Tensor:
         if self.regime == "micro":
             return seed
         return mix_seed(seed, self.global_step if stage == "train" else _EVAL_STEP)
+
+    def _keep_target_alive(self, x: torch.Tensor) -> None:
+        # Losses may cache target coefficients keyed by (data_ptr, version); holding the previous target alive until
+        # the next one exists guarantees a new target never reuses the cached one's memory address.
+        self._held_target = x
 
     def _path_loss(self, x_hat: torch.Tensor, x: torch.Tensor, paths: list[int], weights: list[float]):
         if all(w == 1.0 for w in weights):
