@@ -72,15 +72,15 @@ def test_paper_configs_equal_kymatio_main_all_paths(name):
 
 
 def test_forward_path_is_exact_slice_of_forward():
-    m = JTFS(2048, 6, (4, 2), 2, 2, first_order=True, dtype=torch.float64)
-    x = torch.randn(3, 2048, dtype=torch.float64)
+    m = JTFS(512, 4, (4, 2), 2, 2, first_order=True, dtype=torch.float64)
+    x = torch.randn(3, 512, dtype=torch.float64)
     full = m(x)
     for idx in range(m.n_paths):
         one = m.forward_path(x, idx)
         rel = (one - full[:, idx]).norm() / full[:, idx].norm()
         assert rel < 1e-6, (idx, rel)
-    some = m.forward_paths(x, [40, 3, 40 - 1])
-    torch.testing.assert_close(some, full[:, [40, 3, 39]], rtol=1e-12, atol=0)
+    some = m.forward_paths(x, [30, 3, 30 - 1])
+    torch.testing.assert_close(some, full[:, [30, 3, 29]], rtol=1e-12, atol=0)
 
 
 def test_first_layer_matches_kymatio_030_scattering1d():
@@ -104,9 +104,13 @@ def test_first_layer_matches_kymatio_030_scattering1d():
 
 def test_gradcheck_tiny():
     m = JTFS(256, 4, (2, 1), 1, 1, dtype=torch.float64)
-    x = torch.randn(1, 256, dtype=torch.float64, requires_grad=True)
-    idx = m.n_paths - 2
-    assert torch.autograd.gradcheck(lambda v: m.forward_path(v, idx), (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 256, generator=g, dtype=torch.float64)
+    basis = torch.randn(6, 256, generator=g, dtype=torch.float64)  # check the Jacobian along 6 directions
+    a = torch.zeros(1, 6, dtype=torch.float64, requires_grad=True)
+    for idx in (0, m.n_paths - 2):
+        assert torch.autograd.gradcheck(lambda v: m.forward_path(base + v @ basis, idx), (a,), eps=1e-6,
+                                        atol=1e-7, rtol=1e-5)
 
 
 def test_time_shift_invariance_for_small_shifts():
