@@ -36,7 +36,7 @@ def build(name, n, device):
     if name.startswith("scrapl_"):
         return SCRAPLLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])]).to(device)
     if name.startswith("jtfs_"):
-        return JTFSLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])], chunk=16).to(device)
+        return JTFSLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])]).to(device)
     return {
         "mss_linear": lambda: MSSLoss(),
         "mss_loglin": lambda: MSSLoss(w_log_mag=1.0),
