@@ -58,3 +58,18 @@ class NaNAfterLoss(torch.nn.Module):
         self.calls += 1
         loss = (x_hat - x).pow(2).mean()
         return loss * float("nan") if self.calls > self.after else loss
+
+
+def nan_scrapl(after: int = 2):
+    """A real SCRAPLLoss whose output turns NaN from call ``after`` on (for the failure test); partial over shape."""
+    from functools import partial
+
+    from scraplab.losses import SCRAPLLoss
+
+    class NaNSCRAPL(SCRAPLLoss):
+        def forward(self, x_hat, x, paths=None, generator=None):
+            self.calls = getattr(self, "calls", 0) + 1
+            out = super().forward(x_hat, x, paths=paths, generator=generator)
+            return out * float("nan") if self.calls > after else out
+
+    return partial(NaNSCRAPL)

@@ -7,6 +7,7 @@ with a path-aware optimizer, ``scrapl/state_bytes``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -45,16 +47,39 @@ def _checkpoint_callback(trainer: L.Trainer):
 
 
 def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
-    """θ-IS (paper §3.4): a 'fixed' sampler without π gets it from the stored file or computes it once."""
+    """θ-IS (paper §3.4): a 'fixed' sampler without π gets it from the stored file or computes it once.
+
+    The warm-up uses the first ``sampler.warmup.n_examples`` training rows (deterministic), the untrained encoder
+    (built from ``seed``) and the evaluation prediction seeds, so the stored π is reused exactly when the synth, loss,
+    encoder, data and seed settings all match.
+    """
     sampler = objs["sampler"]
     if sampler is None or not getattr(sampler, "needs_warmup", False):
         return
-    from scraplab.sampling import importance  # optional part: imported only when θ-IS is asked for
+    from scraplab.sampling.importance import load_or_compute  # only needed for θ-IS
 
-    probs = importance.load_or_compute(sampler=sampler, synth=objs["synth"], encoder=objs["encoder"],
-                                       loss=objs["loss"], datamodule=objs["datamodule"],
-                                       settings=dict(sampler.warmup_settings), seed=int(cfg.seed))
-    sampler.set_probs(probs, source="theta_is")
+    module, dm, synth = objs["module"], objs["datamodule"], objs["synth"]
+    w = dict(sampler.warmup_settings)
+    n_ex, bs = int(w.get("n_examples", 32)), int(w.get("batch_size", 32))
+    dm.setup("fit")
+    train_ds = dm.splits["train"]
+    rows = [train_ds[i] for i in range(min(n_ex, len(train_ds)))]
+    xs, kws = [], []
+    for start in range(0, len(rows), bs):
+        batch = {k: torch.stack([r[k] for r in rows[start:start + bs]]) for k in rows[0]}
+        x, _ = module._targets(batch)
+        xs.append(x)
+        kws.append({"seed": module._seed_hat(batch["seed"], "val")})
+    settings = {k: to_container(cfg[k]) for k in ("synth", "loss", "encoder") if k in cfg}
+    settings.update({"data": {k: v for k, v in to_container(cfg.data).items() if k not in ("num_workers",)},
+                     "model_seed": int(cfg.seed)})
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    name = f"{type(synth).__name__.lower()}_{digest}"
+    loss = objs["loss"]
+    probs = load_or_compute(name, settings, objs["encoder"], synth, lambda x_hat, x, p: loss(x_hat, x, paths=[p]),
+                            xs, sampler.n_paths, synth_kwargs=kws, n_iter=int(w.get("n_iter", 20)),
+                            tol=float(w.get("tol", 1e-4)), seed=int(w.get("seed", 0)))
+    sampler.set_probs(probs, source=f"theta_is/{name}")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -65,11 +65,14 @@ class SoundMatchingModule(L.LightningModule):
         scheduler_factory: optional ``factory(optimizer) -> LRScheduler`` (stepped every optimizer step).
         regime: ``micro`` or ``meso`` (see module docstring).
         n_log_examples: examples of the first validation batch kept for the audio/image callbacks.
+        step_seed: if not None, the global torch RNG (dropout) is re-seeded from (step_seed, global step, rank) before
+            every training step, so a resumed run repeats an uninterrupted one exactly (data-loader iterators
+            draw from the global RNG at different moments in the two cases).
     """
 
     def __init__(self, synth: nn.Module, encoder: nn.Module, loss: nn.Module, optim_factory: Callable,
                  sampler: Any = None, scheduler_factory: Callable | None = None, regime: str = "meso",
-                 n_log_examples: int = 4) -> None:
+                 n_log_examples: int = 4, step_seed: int | None = 0) -> None:
         super().__init__()
         if regime not in ("micro", "meso"):
             raise ValueError(f"regime must be 'micro' or 'meso', got {regime!r}")
@@ -83,6 +86,7 @@ class SoundMatchingModule(L.LightningModule):
             raise ValueError(f"{type(loss).__name__} is a path loss (n_paths={self.n_paths}) and needs a sampler")
         self.sampler = sampler if self.n_paths is not None else None
         self.regime, self.n_log_examples = regime, int(n_log_examples)
+        self.step_seed = step_seed
         self.eval_distance = MSSLoss(w_log_mag=1.0)  # deterministic audio score when the data has no θ
         self.metric_prefix: dict[str, str] = {}  # e.g. {"test": "init"} to log an evaluation under another name
         self.val_examples: dict[str, torch.Tensor] | None = None
@@ -128,6 +132,11 @@ class SoundMatchingModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """θ̂ (B, U) for audio x (B, 1, N)."""
         return self.encoder(x)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.step_seed is not None:
+            mixed = mix_seed(torch.tensor([int(self.step_seed)]), self.global_step * 4099 + self.global_rank)
+            torch.manual_seed(int(mixed[0]))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x, theta = self._targets(batch)

@@ -1,0 +1,66 @@
+"""Resume equality (N steps == N/2 + resume + N/2) and the non-finite-loss stop."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from scraplab.cli.build import ConfigError
+from scraplab.cli.train import train
+from scraplab.training.module import NonFiniteLossError
+from train_helpers import tiny_cfg
+
+# 10 training rows, batch 5 → 2 steps per epoch: N = 4 steps is two epochs, the resume point is the first epoch's end.
+RESUME = ["loss=scrapl", "optim=p_saga", "optim.lr=1e-2", "data.batch_size=5", "trainer.val_check_interval=null",
+          "encoder.dropout=0.3", "sampler=adaptive"]
+
+
+def _state(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_resume_continues_identically(tmp_path):
+    straight = train(tiny_cfg("granular", "scrapl", tmp_path / "a", RESUME))
+    first = train(tiny_cfg("granular", "scrapl", tmp_path / "b", RESUME + ["trainer.max_steps=2"]))
+    assert straight["steps"] == 4 and first["steps"] == 2
+    resumed = train(tiny_cfg("granular", "scrapl", tmp_path / "c",
+                             RESUME + [f"ckpt_path={tmp_path / 'b' / 'checkpoints' / 'last.ckpt'}"]))
+    assert resumed["steps"] == 4
+    a, c = _state(tmp_path / "a/checkpoints/last.ckpt"), _state(tmp_path / "c/checkpoints/last.ckpt")
+    enc = [k for k in a["state_dict"] if k.startswith("encoder.")]
+    assert enc and all(torch.equal(a["state_dict"][k], c["state_dict"][k]) for k in enc)
+    b = _state(tmp_path / "b/checkpoints/last.ckpt")
+    assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in enc)  # training did move them
+    # per-path optimizer state and the adaptive sampler's statistics continue identically too
+    sa, sc = a["optimizer_states"][0]["state"], c["optimizer_states"][0]["state"]
+    assert sa.keys() == sc.keys() and len(sa) > 0
+    for k in sa:
+        for name, v in sa[k].items():
+            if torch.is_tensor(v):
+                assert torch.equal(v, sc[k][name]), name
+    assert torch.equal(a["sampler"]["stat"], c["sampler"]["stat"]) and int(a["sampler"]["count"].sum()) == 4
+
+
+def test_non_finite_loss_stops_naming_step_and_path_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = tiny_cfg("granular", "scrapl", tmp_path)
+    with open_dict(cfg):
+        cfg.loss._target_ = "train_helpers.nan_scrapl"
+        cfg.loss._partial_ = False
+        for key in [k for k in cfg.loss if k not in ("_target_", "_partial_")]:
+            del cfg.loss[key]
+        cfg.loss.after = 2  # train steps 0-1 fine; the validation after step 2 is NaN; train step 2 stops
+    with pytest.raises(NonFiniteLossError, match=r"global step 2, path\(s\) \[\d+\]"):
+        train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "non-finite" and metrics["steps"] == 2
+    last = torch.load(metrics["last_good_checkpoint"], map_location="cpu", weights_only=True)
+    assert last["global_step"] == 2
+    assert all(torch.isfinite(v).all() for k, v in last["state_dict"].items() if k.startswith("encoder."))
+
+
+def test_unusable_combinations_fail_at_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size"):
+        train(tiny_cfg("granular", "mss", tmp_path / "a", ["data.batch_size=0"]))
+    with pytest.raises(ConfigError, match="budget"):
+        train(tiny_cfg("granular", "scrapl", tmp_path / "b", ["sampler.budget=0"]))
