@@ -1,0 +1,75 @@
+"""match.py and eval.py end to end on a tiny trained checkpoint and generated WAVs; W&B offline logging."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from scraplab.cli.train import train
+from scraplab.paths import repo_root
+from train_helpers import compose_cfg, tiny_cfg, tone, write_wav
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    metrics = train(tiny_cfg("granular", "mss", run))
+    return Path(metrics["best_checkpoint"] or run / "checkpoints" / "last.ckpt")
+
+
+def test_match_cli_writes_physical_params_and_the_resynthesis(trained, tmp_path):
+    inp = tmp_path / "in"
+    write_wav(inp / "stereo_48k.wav", tone(48000, 0.5, freq=600.0, channels=2), 48000)
+    write_wav(inp / "mono.wav", tone(8192, 2.0, freq=300.0), 8192)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(repo_root() / "match.py"), f"ckpt={trained}", f"input={inp}",
+                           f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "params.json").read_text())
+    assert report["sample_rate"] == 8192 and len(report["matches"]) == 2
+    for m in report["matches"]:
+        assert set(m["physical"]) == {"density", "slope"}
+        assert all(0.0 <= v <= 1.0 for v in m["theta"].values())
+        audio, sr = sf.read(str(out / m["match_wav"]))
+        assert sr == 8192 and audio.shape == (8192,) and abs(audio).max() > 0
+    rows = list(csv.reader((out / "params.csv").open()))
+    assert rows[0][0] == "file" and len(rows) == 3 and "density" in rows[0][1]
+
+
+def test_match_names_an_unreadable_input(trained, tmp_path):
+    from scraplab.cli.match import match
+    from scraplab.data.wav_folder import WavLoadError
+
+    bad = tmp_path / "snare.wav"
+    bad.write_bytes(b"not a wav at all")
+    with pytest.raises(WavLoadError, match="snare.wav"):
+        match(str(trained), str(bad), str(tmp_path / "out"))
+
+
+def test_eval_reproduces_the_checkpoint_test_metric(trained, tmp_path):
+    from scraplab.cli.eval import evaluate
+
+    cfg = compose_cfg([f"ckpt={trained}"], tmp_path, config_name="eval")
+    metrics = evaluate(cfg)
+    assert 0 < metrics["test/theta_l1_permille"] < 1000
+    assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"] == str(trained)
+
+
+def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = tiny_cfg("granular", "mss", tmp_path, ["logger=wandb"])
+    train(cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs, os.listdir(tmp_path)
+    files = [p for p in runs[0].rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files)
+    media = [p for p in files if "media" in p.parts]
+    assert any(p.suffix == ".wav" for p in media) and any(p.suffix == ".png" for p in media)
+    assert not (tmp_path / "audio").exists()  # media went to W&B, not to loose files
