@@ -61,18 +61,23 @@ def test_encoder_presets_have_the_paper_sizes(tmp_path):
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_preset_composes(experiment, tmp_path):
-    cfg = compose_cfg([f"experiment={experiment}"], tmp_path)
+    synth = [f"synth={experiment[4:]}"] if experiment.startswith("cpu_") else []
+    cfg = compose_cfg([*synth, f"experiment={experiment}"], tmp_path)
     container = OmegaConf.to_container(cfg, resolve=False)
     assert container["synth"]["_target_"].startswith("scraplab.synths.")
-    if experiment.startswith("cpu_"):  # CPU presets are what the bare `train.py synth=X` uses
-        assert cfg.trainer.accelerator == "cpu"
-        assert compose_cfg([f"synth={experiment[4:]}"], tmp_path) == cfg
+    if synth:  # CPU presets are what the bare `train.py synth=X` uses
+        assert cfg.trainer.accelerator == "cpu" and cfg.trainer.max_steps > 0
+        assert compose_cfg(synth, tmp_path) == cfg
+    else:  # paper presets are GPU-sized and name their synth themselves
+        assert cfg.trainer.accelerator in ("gpu", "auto") and cfg.encoder.channels == 128
 
 
 def test_bare_synth_choice_selects_its_cpu_preset(tmp_path):
     for synth in ("granular", "chirplet", "tr808"):
         if (config_dir() / "experiment" / f"cpu_{synth}.yaml").exists():
-            assert compose_cfg([f"synth={synth}"], tmp_path) == compose_cfg([f"experiment=cpu_{synth}"], tmp_path)
+            bare = compose_cfg([f"synth={synth}"], tmp_path)
+            assert bare == compose_cfg([f"synth={synth}", f"experiment=cpu_{synth}"], tmp_path)
+            assert bare != compose_cfg([f"synth={synth}", "experiment=paper_granular"], tmp_path)
 
 
 def test_unknown_synth_fails_with_the_available_options(tmp_path):
