@@ -18,7 +18,7 @@ class _Modulus(torch.autograd.Function):
     def forward(ctx, z, eps):
         ctx.save_for_backward(z)
         ctx.eps = eps
-        return torch.abs(z)
+        return _abs(z)
 
     @staticmethod
     def backward(ctx, g):
@@ -29,8 +29,13 @@ class _Modulus(torch.autograd.Function):
 def modulus(z: torch.Tensor, eps: float) -> torch.Tensor:
     """Complex modulus |z| (exactly kymatio main's value) with a finite, eps-regularised gradient at z = 0."""
     if not torch.is_grad_enabled() or not z.requires_grad:
-        return torch.abs(z)
+        return _abs(z)
     return _Modulus.apply(z, eps)
+
+
+def _abs(z):
+    # hypot on the real and imaginary parts runs about 2x faster than torch.abs on complex CPU tensors
+    return torch.hypot(z.real, z.imag)
 
 
 def subsample_fourier(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
@@ -149,35 +154,37 @@ def frequential_scattering(X: torch.Tensor, W: torch.Tensor, eps: float) -> torc
     """Filter along log-frequency and take the modulus.
 
     The zero-padding to N_fr, FFT, product with ψ_fr, Fourier subsampling and inverse FFT of kymatio form one
-    linear map per filter, precomputed as the complex matrix ``W`` (exactly the same operator).
+    linear map per filter, precomputed as a complex matrix (exactly the same operator); the K filters of a group
+    are concatenated column-wise so that one matrix product serves them all.
 
     Args:
         X: (B, n1, T) complex or real, rows = scalogram channels.
-        W: (K, n1, F_out) complex, one matrix per frequential filter (rows truncated to n1).
+        W: (n1, K·F_out) complex, the filters' matrices side by side (rows truncated to n1).
     Returns:
-        (B, K, T, F_out) real modulus, time before frequency.
+        (B, T, K·F_out) real modulus, time before frequency.
     """
     Xt = X.transpose(-1, -2)
     if not Xt.is_complex():
         Xt = Xt.to(W.dtype)
-    return modulus(torch.matmul(Xt.unsqueeze(1), W), eps)
+    return modulus(torch.matmul(Xt, W), eps)
 
 
-def average_and_unpad(U: torch.Tensor, time_avg, fr_avg) -> torch.Tensor:
-    """Time averaging with stride T and unpadding (order 2 only: ``time_avg`` None at order 1), frequency
-    averaging with stride F (spinned paths only: ``fr_avg`` None for spin 0), joint layout.
+def average_and_unpad(U: torch.Tensor, K: int, time_avg, fr_avg) -> torch.Tensor:
+    """Time averaging with stride T and unpadding, frequency averaging with stride F (spinned paths only:
+    ``fr_avg`` None for spin 0), joint layout.
 
-    ``time_avg`` (T', T) maps a T-frame envelope to the T' kept frames of (U ∗ φ_T)[m·stride]; ``fr_avg``
-    (F_out, F') does the same along log-frequency with φ_F. Both are the Fourier-domain products of kymatio
-    written as their (exactly equal) circulant-and-decimate matrices.
+    ``time_avg`` (T', T) maps a T-frame envelope to the T' kept frames of (U ∗ φ_T)[m·stride] (at order 1, where
+    the input is averaged already, it only unpads); ``fr_avg`` (F_out, F') does the same along log-frequency with
+    φ_F. Both are kymatio's Fourier-domain products written as their (exactly equal) circulant-and-decimate
+    matrices.
 
     Args:
-        U: (B, K, T, F_out) real modulus.
+        U: (B, T, K·F_out) real modulus of K paths.
     Returns:
         (B, K, F', T').
     """
-    if time_avg is not None:
-        U = torch.matmul(time_avg, U)
+    U = torch.matmul(time_avg, U)  # (B, T', K·F_out)
+    U = U.reshape(U.shape[0], U.shape[1], K, -1)
     if fr_avg is not None:
         U = torch.matmul(U, fr_avg)
-    return U.transpose(-1, -2)
+    return U.permute(0, 2, 3, 1)

@@ -238,12 +238,13 @@ class JTFS(nn.Module):
             groups[(self._k_fr[p.n_fr], p.spin == 0)].append(pos)
         n1 = X.shape[-2]
         for (k_fr, spin0), positions in groups.items():
-            W = torch.stack([getattr(self, f"wfr{paths[pos].n_fr}")[:n1] for pos in positions])
-            U = core.frequential_scattering(X, torch.view_as_complex(W), self.eps)
+            W = torch.cat([torch.view_as_complex(getattr(self, f"wfr{paths[pos].n_fr}")[:n1]) for pos in positions],
+                          dim=-1)
+            U = core.frequential_scattering(X, W, self.eps)
             p0 = paths[positions[0]]
             time_avg = getattr(self, f"tavg{p0.j2}") if p0.order == 2 else self._unpad_matrix(U)
             fr_avg = None if spin0 else getattr(self, f"favg{k_fr}")
-            yield positions, core.average_and_unpad(U, time_avg, fr_avg)
+            yield positions, core.average_and_unpad(U, len(positions), time_avg, fr_avg)
 
     def _unpad_matrix(self, U):
         """Order 1 is averaged already: unpadding only, as a selection matrix (T', T)."""
