@@ -107,7 +107,8 @@ def run_row(name, args):
     else:
         if name.startswith("jtfs_"):
             rec["paths"] = loss.n_paths
-        times = time_step(step, device, 1 if name.startswith("jtfs_") else args.repeats)
+        full = name.startswith("jtfs_")  # tens of seconds on CPU: one timed call, no warm-up
+        times = time_step(step, device, 1 if full else args.repeats, warmup=0 if full else 1)
         rec.update(mean_ms=statistics.mean(times), median_ms=statistics.median(times), min_ms=min(times),
                    max_ms=max(times))
     if device.startswith("cuda"):
