@@ -28,7 +28,8 @@ def test_train_config_has_exactly_the_documented_groups(tmp_path):
     assert cfg.trainer._target_.endswith("Trainer") and cfg.module._target_.endswith("SoundMatchingModule")
 
 
-@pytest.mark.parametrize("group", ["synth", "loss", "sampler", "optim", "encoder", "trainer", "logger", "callbacks"])
+@pytest.mark.parametrize("group", ["synth", "loss", "sampler", "optim", "encoder", "data", "trainer", "logger",
+                                   "callbacks"])
 def test_every_option_of_every_group_composes(group, tmp_path):
     options = _options(group)
     assert options, f"configs/{group}/ is empty"

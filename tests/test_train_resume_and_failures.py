@@ -64,3 +64,17 @@ def test_unusable_combinations_fail_at_start_up(tmp_path):
         train(tiny_cfg("granular", "mss", tmp_path / "a", ["data.batch_size=0"]))
     with pytest.raises(ConfigError, match="budget"):
         train(tiny_cfg("granular", "scrapl", tmp_path / "b", ["sampler.budget=0"]))
+
+
+@pytest.mark.slow
+def test_theta_is_sampler_computes_pi_once_then_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRAPLAB_DATA_DIR", str(tmp_path / "data"))
+    extra = ["sampler=theta_is", "sampler.warmup.n_examples=2", "sampler.warmup.batch_size=2",
+             "sampler.warmup.n_iter=2"]
+    first = train(tiny_cfg("granular", "scrapl", tmp_path / "a", extra))
+    stored = list((tmp_path / "data" / "theta_is").glob("*.json"))
+    assert first["status"] == "ok" and len(stored) == 1
+    mtime = stored[0].stat().st_mtime
+    train(tiny_cfg("granular", "scrapl", tmp_path / "b", extra))
+    assert stored[0].stat().st_mtime == mtime  # same settings: π reused, not recomputed
+    assert list((tmp_path / "a" / "images").rglob("path_probs_0.png"))  # non-uniform π is pictured
