@@ -159,7 +159,10 @@ def main():
                          "scrapl_483", "jtfs_315"] + ([] if args.quick else ["jtfs_483"])
     records = []
     for name in rows:  # one child process per row: CPU peak memory is a per-process high-water mark
-        cmd = [sys.executable, __file__, "--_child", name] + [a for a in sys.argv[1:] if not a.startswith("--json")]
+        cmd = [sys.executable, __file__, "--_child", name, "--device", args.device, "--batch", str(args.batch),
+               "--n-samples", str(args.n_samples), "--repeats", str(args.repeats),
+               "--path-repeats", str(args.path_repeats)] + (["--quick"] if args.quick else []) + (
+               ["--threads", str(args.threads)] if args.threads else [])
         out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
         if out.returncode != 0 or not line:
