@@ -35,6 +35,7 @@ class ChirpletSynth(Synth):
     """
 
     jtfs_defaults = dict(J=12, Q=(8, 2), J_fr=3, Q_fr=2, T=None, F=None)
+    scrapl_grad_mult = 1.0e8  # authors' gradient multiplier for the path-aware optimizers (identity ρ)
     cqt_defaults = dict(n_octaves=5, bins_per_octave=12, hop=256)
 
     def __init__(self, sample_rate: int = 8192, n_samples: int = 32768, f0_hz: float = 512.0,

@@ -62,6 +62,7 @@ class TR808Synth(Synth):
     """
 
     jtfs_defaults = dict(J=12, Q=(8, 2), J_fr=5, Q_fr=2, T=2048, F=1, log1p=True)
+    scrapl_grad_mult = 1.0  # authors: no multiplier with the log1p ρ
     cqt_defaults = dict(n_octaves=9, bins_per_octave=12, hop=256)
 
     def __init__(self, sample_rate: int = 44100, n_samples: int = 44100, attack_ms: float = 1.0,

@@ -70,10 +70,23 @@ def build_encoder(encoder_cfg: DictConfig, synth: Any) -> Encoder:
     return instantiate(encoder_cfg)(synth=synth)
 
 
+def build_optim(optim_cfg: DictConfig, synth: Any, loss: Any):
+    """The optimizer factory. An unset (null) ``grad_mult`` becomes the synth's ``scrapl_grad_mult`` when the loss
+    is a path loss (SCRAPL gradients w.r.t. the encoder are ~1e-10…1e-7 with identity ρ, so with ``grad_mult`` 1 the
+    𝒫-Adam ε swamps the update: the authors use 1e8 for granular/chirplet, 1 for the 808's log1p ρ), else 1."""
+    factory = instantiate(optim_cfg)
+    unset = isinstance(factory, functools.partial) and factory.keywords.get("grad_mult", 0) is None
+    if unset:
+        mult = float(getattr(synth, "scrapl_grad_mult", 1.0)) if path_count(loss) is not None else 1.0
+        factory = functools.partial(factory.func, *factory.args, **{**factory.keywords, "grad_mult": mult})
+    return factory
+
+
 def build_module(cfg: DictConfig, synth: Any, loss: Any, sampler: Any, encoder: Any):
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return instantiate(cfg.module)(synth=synth, encoder=encoder, loss=loss, optim_factory=instantiate(cfg.optim),
-                                   sampler=sampler, scheduler_factory=scheduler)
+    return instantiate(cfg.module)(synth=synth, encoder=encoder, loss=loss,
+                                   optim_factory=build_optim(cfg.optim, synth, loss), sampler=sampler,
+                                   scheduler_factory=scheduler)
 
 
 def check_config(cfg: DictConfig) -> None:

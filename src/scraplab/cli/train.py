@@ -3,7 +3,10 @@
 The run folder (``${hydra:runtime.output_dir}``) receives the resolved ``config.yaml``, ``checkpoints/``
 (``best.ckpt`` on val/score and ``last.ckpt``), logged audio and images, and ``metrics.json`` with at least
 ``test/theta_l1_permille``, ``init/theta_l1_permille`` (same split, untrained encoder), ``wall_s``, ``steps`` and,
-with a path-aware optimizer, ``scrapl/state_bytes``.
+with a path-aware optimizer, ``scrapl/state_bytes``; the step cost of ``scraplab.metrics.cost.StepCostCallback``
+(``cost/...``, when that callback is configured); the test audio distances (``test/audio/...``, final test
+only, with ``module.test_audio``, plus ``audio/jtfs_paths``: the JTFS path subset used). ``history.json`` holds the
+validation θ-L1 curve (``{"step": [...], "val/theta_l1_permille": [...]}``, rank zero's data under DDP).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from scraplab.cli.build import ConfigError, build_all, to_container
+from scraplab.metrics.cost import StepCostCallback
 from scraplab.paths import config_dir
 from scraplab.training.module import NonFiniteLossError
 
@@ -134,6 +138,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["scrapl/state_bytes"] = int(optimizer.state_bytes())
     if objs["sampler"] is not None:
         metrics["scrapl/n_paths"] = int(objs["sampler"].n_paths)
+    for cb in callbacks:
+        if isinstance(cb, StepCostCallback):
+            metrics.update(cb.metrics())
+    if module.test_audio is not None:
+        metrics.update(module.test_audio.describe())
+    if module.history["step"]:
+        (out_dir / "history.json").write_text(json.dumps(module.history))
     metrics.update({"status": "ok", "steps": int(trainer.global_step), "wall_s": time.time() - start,
                     "best_checkpoint": best or None, "tested_checkpoint": "best" if test_ckpt else "last",
                     "has_theta": has_theta})

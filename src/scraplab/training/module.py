@@ -68,11 +68,16 @@ class SoundMatchingModule(L.LightningModule):
         step_seed: if not None, the global torch RNG (dropout) is re-seeded from (step_seed, global step, rank) before
             every training step, so a resumed run repeats an uninterrupted one exactly (data-loader iterators
             draw from the global RNG at different moments in the two cases).
+        test_audio: keyword arguments of :class:`scraplab.training.test_metrics.TestAudioMetrics` (audio distances
+            logged at the final test as ``test/audio/...``, not in the init pass); None disables them.
+        eval_loss: log the training loss on the validation/test splits (``val/loss``, ``test/loss``); false skips
+            it, e.g. for the full JTFS loss, which costs ~30–60 s per batch on a CPU.
     """
 
     def __init__(self, synth: nn.Module, encoder: nn.Module, loss: nn.Module, optim_factory: Callable,
                  sampler: Any = None, scheduler_factory: Callable | None = None, regime: str = "meso",
-                 n_log_examples: int = 4, step_seed: int | None = 0) -> None:
+                 n_log_examples: int = 4, step_seed: int | None = 0, test_audio: dict | None = None,
+                 eval_loss: bool = True) -> None:
         super().__init__()
         if regime not in ("micro", "meso"):
             raise ValueError(f"regime must be 'micro' or 'meso', got {regime!r}")
@@ -87,6 +92,7 @@ class SoundMatchingModule(L.LightningModule):
         self.sampler = sampler if self.n_paths is not None else None
         self.regime, self.n_log_examples = regime, int(n_log_examples)
         self.step_seed = step_seed
+        self.eval_loss = bool(eval_loss)
         self.eval_distance = MSSLoss(w_log_mag=1.0)  # deterministic audio score when the data has no θ
         self.metric_prefix: dict[str, str] = {}  # e.g. {"test": "init"} to log an evaluation under another name
         self.val_examples: dict[str, torch.Tensor] | None = None
@@ -94,6 +100,11 @@ class SoundMatchingModule(L.LightningModule):
         self._held_target: torch.Tensor | None = None
         self.strict_loading = False  # checkpoints hold no synth/loss buffers (see on_save_checkpoint)
         self.run_config: dict | None = None  # resolved run config, stored in checkpoints for eval.py / match.py
+        self.test_audio = None
+        if test_audio:
+            from scraplab.training.test_metrics import TestAudioMetrics
+            self.test_audio = TestAudioMetrics(synth, **test_audio)
+        self.history: dict[str, list] = {"step": [], "val/theta_l1_permille": []}  # written to history.json
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -176,9 +187,13 @@ class SoundMatchingModule(L.LightningModule):
         x, theta = self._targets(batch)
         theta_hat = self.encoder(x)
         bs = x.shape[0]
-        need_audio = not self.on_params or theta is None or (stage == "val" and batch_idx == 0)
+        # final test only (not the untrained-encoder pass logged as init/...): the JTFS subset costs ~1.5 s per batch
+        audio_metrics = stage == "test" and self.test_audio is not None and self._name(stage, "") == "test/"
+        need_audio = not self.on_params or theta is None or (stage == "val" and batch_idx == 0) or audio_metrics
         x_hat = self.synth(theta_hat, self._seed_hat(batch["seed"], stage)) if need_audio else None
-        if self.on_params:
+        if not self.eval_loss:
+            loss = None
+        elif self.on_params:
             loss = self.loss(theta_hat, theta) if theta is not None else None
         elif self.n_paths is not None:  # a deterministic path per batch (cycles through the paths), not a random one
             loss = self.loss(x_hat, x, paths=[batch_idx % self.n_paths])
@@ -189,6 +204,9 @@ class SoundMatchingModule(L.LightningModule):
         if theta is not None:
             per_param = theta_l1_permille(theta_hat, theta)  # (U,)
             score = per_param.mean()
+            if stage == "val" and hasattr(self, "_val_sum"):
+                self._val_sum[0] += float(score) * bs
+                self._val_sum[1] += bs
             self.log(self._name(stage, "theta_l1_permille"), score, batch_size=bs, prog_bar=stage == "val")
             for name, value in zip(self.synth.param_names, per_param):
                 self.log(self._name(stage, f"theta_l1_permille/{name}"), value, batch_size=bs)
@@ -196,6 +214,9 @@ class SoundMatchingModule(L.LightningModule):
             score = self.eval_distance(x_hat, x)
             self.log(self._name(stage, "mss_log_lin"), score, batch_size=bs)
         self.log(self._name(stage, "score"), score, batch_size=bs)
+        if audio_metrics:
+            for key, value in self.test_audio(x_hat, x).items():
+                self.log(self._name(stage, key), value.mean(), batch_size=bs)
         if stage == "val" and batch_idx == 0:
             n = self.n_log_examples
             self.val_examples = {"x": x[:n].detach().cpu(), "x_hat": x_hat[:n].detach().cpu(),
@@ -205,6 +226,16 @@ class SoundMatchingModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = [0.0, 0]
+
+    def on_validation_epoch_end(self) -> None:
+        # this rank's batch-size-weighted mean (Lightning's own reduction runs after this hook)
+        total, n = getattr(self, "_val_sum", (0.0, 0))
+        if n and not self.trainer.sanity_checking:
+            self.history["step"].append(int(self.global_step))
+            self.history["val/theta_l1_permille"].append(total / n)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "test")
@@ -232,7 +263,7 @@ class SoundMatchingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The synth and the loss are rebuilt from the config: keep only their RNG state (e.g. RandomMSSLoss).
         sd = checkpoint["state_dict"]
-        for key in [k for k in sd if k.startswith(("synth.", "loss.", "eval_distance."))]:
+        for key in [k for k in sd if k.startswith(("synth.", "loss.", "eval_distance.", "test_audio."))]:
             if not key.endswith("generator_state"):
                 del sd[key]
         if self.sampler is not None:
