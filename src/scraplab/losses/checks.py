@@ -5,6 +5,8 @@ from typing import Optional
 
 import torch
 
+from ..sampling.probs import check_probs  # noqa: F401  (re-exported for the losses)
+
 
 def check_pair(x_hat: torch.Tensor, x: torch.Tensor, n_samples: Optional[int] = None):
     """Validate a (prediction, target) pair and flatten it to (B·C, N).
@@ -30,17 +32,3 @@ def check_pair(x_hat: torch.Tensor, x: torch.Tensor, n_samples: Optional[int] = 
             raise ValueError(f"{name} contains NaN or Inf")
     n = x.shape[-1]
     return x_hat.reshape(-1, n), x.reshape(-1, n)
-
-
-def check_probs(probs, n_paths: int, tol: float = 1e-6) -> torch.Tensor:
-    """π as a float64 (P,) tensor; uniform when ``probs`` is None."""
-    if probs is None:
-        return torch.full((n_paths,), 1.0 / n_paths, dtype=torch.float64)
-    p = torch.as_tensor(probs, dtype=torch.float64).detach().cpu().flatten()
-    if p.numel() != n_paths:
-        raise ValueError(f"π must have one entry per path ({n_paths}), got {p.numel()}")
-    if not torch.isfinite(p).all() or (p < 0).any():
-        raise ValueError("π must be finite and non-negative")
-    if abs(float(p.sum()) - 1.0) > tol:
-        raise ValueError(f"π must sum to 1, sums to {float(p.sum()):.8f}")
-    return p / p.sum()

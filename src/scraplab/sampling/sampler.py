@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from scraplab.sampling.probs import check_probs
+
 MODES = ("uniform", "fixed", "all_first", "adaptive")
 _MASK = (1 << 64) - 1
 
@@ -34,18 +36,6 @@ def _mix_seed(seed: int, step: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return (z ^ (z >> 31)) & ((1 << 63) - 1)
-
-
-def check_probs(probs, n_paths: int, tol: float = 1e-6) -> torch.Tensor:
-    """Validate a probability vector of length P and return it as float64, renormalised exactly to sum 1."""
-    p = torch.as_tensor(probs, dtype=torch.float64).detach().cpu().flatten()
-    if p.numel() != n_paths:
-        raise ValueError(f"π must have n_paths={n_paths} entries, got {p.numel()}")
-    if not torch.isfinite(p).all() or (p < 0).any():
-        raise ValueError("π is not a probability vector: it has negative or non-finite entries")
-    if abs(float(p.sum()) - 1.0) > tol:
-        raise ValueError(f"π is not a probability vector: it sums to {float(p.sum()):.8f}, not 1")
-    return p / p.sum()
 
 
 class PathSampler:
