@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
 # CPU-scale granular twin of the paper's Table 1 (comparison) and Tables 2/6 (ablation), then the tables.
 #
-#   bash experiments/run_granular_cpu.sh            # N_STEPS=150 by default; N_STEPS=300 bash ... for longer runs
+#   bash experiments/run_granular_cpu.sh            # N_STEPS=100 by default; N_STEPS=300 bash ... for longer runs
 #
-# Every arm × seed (0, 1, 2) runs one after another (2 BLAS threads each) into outputs/granular_cpu/<method>/seed<k>;
+# Every arm × seed (0, 1, 2) runs one after another (1 BLAS thread each) into outputs/granular_cpu/<method>/seed<k>;
 # a run folder that already holds metrics.json is skipped (re-running the script resumes the plan).
 # Settings (experiment=cpu_granular): 16×16 θ grid × 2 seeds (308 train / 102 val / 102 test rows), batch 8,
-# encoder=small, lr 1e-3, meso regime, N_STEPS steps, validation every 50 steps, test on the best checkpoint.
+# encoder=small, lr 1e-3, meso regime, N_STEPS steps, validation every 50 steps, test on the best checkpoint; test
+# audio distances: MSS and the JTFS distance on 8 evenly spaced paths of 315 (test/audio/jtfs_8of315).
 # * SCRAPL: uniform path sampling, one path per step (P = 315). 𝒫-Adam / 𝒫-SAGA use grad_mult 1e8 (the authors'
 #   granular value). The AdamW arm uses eps 1e-16, which is exactly AdamW on gradients × 1e8 (the update
 #   m/(√v + ε) is invariant to scaling g by c when ε → ε/c; decoupled weight decay is unaffected).
 # * θ-IS: NOT run. The warm-up (power iteration on Hessian-vector products w.r.t. the encoder weights, per path)
 #   measured ~30–40 s per path on this CPU with 4 examples and 3 iterations: 315 paths ≈ 3 h, over the whole budget.
-# * JTFS: the full JTFS loss (all paths) is ~30–60 s per batch-8 step on CPU: 1 seed, JTFS_STEPS steps, no val/test
-#   loss (module.eval_loss=false), eps 1e-16 as for SCRAPL — a cost-and-trend row, not a converged result.
+# * JTFS: the full JTFS loss (all 323 paths) measured 152 s per batch-8 step (1 thread): 1 seed, JTFS_STEPS steps,
+#   no val/test loss (module.eval_loss=false), eps 1e-16 as for SCRAPL — a cost-and-trend row, not a converged result.
 # * MSS Random (the paper's best MSS) and P-loss: AdamW, default eps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N_STEPS=${N_STEPS:-150}
+N_STEPS=${N_STEPS:-100}
 JTFS_STEPS=${JTFS_STEPS:-3}
 ROOT=${ROOT:-outputs/granular_cpu}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
-COMMON="experiment=cpu_granular trainer.max_steps=$N_STEPS trainer.val_check_interval=50 trainer.enable_progress_bar=false"
+# 1 BLAS thread: the measured runs (2026-11-25) shared the 2-core VM with another process, where 2 threads were
+# ~2.5x slower per step than 1.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+COMMON="experiment=cpu_granular trainer.max_steps=$N_STEPS trainer.val_check_interval=50 trainer.enable_progress_bar=false
+  module.test_audio.jtfs_paths=8"
 mkdir -p "$ROOT"
 
 run() {  # run METHOD SEED OVERRIDES...

@@ -97,3 +97,13 @@ def test_eval_loss_can_be_switched_off(tmp_path):
     metrics = train(tiny_cfg("granular", "mss", tmp_path, ["module.eval_loss=false", "module.test_audio=null"]))
     assert "test/loss" not in metrics and metrics["test/theta_l1_permille"] > 0
     assert not any(k.startswith("test/audio/") for k in metrics)
+
+
+def test_jtfs_loss_builds_from_its_config(tmp_path):
+    """JTFSLoss forwards **kwargs to SCRAPLLoss: the builder must fill only the named parameters of the MRO."""
+    from scraplab.cli.build import build_loss, build_synth
+    from scraplab.losses import JTFSLoss
+
+    cfg = compose_cfg(["loss=jtfs", *SHORT["granular"]], tmp_path)
+    loss = build_loss(cfg.loss, build_synth(cfg))
+    assert isinstance(loss, JTFSLoss) and loss.n_paths == 323 and loss.jtfs.shape == 8192

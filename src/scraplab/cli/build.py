@@ -24,12 +24,19 @@ class ConfigError(ValueError):
 
 
 def _accepted(factory: Any) -> set[str] | None:
-    """Keyword names accepted by a partial's target (None when it takes **kwargs)."""
+    """Keyword names accepted by a partial's target (None when it takes **kwargs that reach no named parameter).
+    A class whose ``__init__`` forwards ``**kwargs`` to its base (``JTFSLoss`` → ``SCRAPLLoss``) accepts the union
+    of the named parameters along its MRO."""
     target = factory.func if isinstance(factory, functools.partial) else factory
-    params = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return set(params)
+    fns = [c.__init__ for c in target.__mro__ if "__init__" in vars(c) and c is not object] \
+        if isinstance(target, type) else [target]
+    names: set[str] = set()
+    for fn in fns:
+        params = inspect.signature(fn).parameters
+        names |= {n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return names
+    return None
 
 
 def _fill(factory: Any, supplied: dict[str, Any]) -> Any:

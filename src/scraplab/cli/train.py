@@ -6,7 +6,7 @@ The run folder (``${hydra:runtime.output_dir}``) receives the resolved ``config.
 with a path-aware optimizer, ``scrapl/state_bytes``; the step cost of ``scraplab.metrics.cost.StepCostCallback``
 (``cost/...``, when that callback is configured); the test audio distances (``test/audio/...``, final test
 only, with ``module.test_audio``, plus ``audio/jtfs_paths``: the JTFS path subset used). ``history.json`` holds the
-validation θ-L1 curve (``{"step": [...], "val/theta_l1_permille": [...]}``, rank zero's data under DDP).
+validation θ-L1 curve (``{"step": [...], "val/theta_l1_permille": [...]}``; not written under ddp_spawn).
 """
 from __future__ import annotations
 
@@ -50,19 +50,14 @@ def _checkpoint_callback(trainer: L.Trainer):
     return getattr(trainer, "checkpoint_callback", None)
 
 
-def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
-    """θ-IS (paper §3.4): a 'fixed' sampler without π gets it from the stored file or computes it once.
+def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
+    """The θ-IS warm-up problem of a run (paper §3.4): what ``load_or_compute`` needs, keyed by a settings digest.
 
     The warm-up uses the first ``sampler.warmup.n_examples`` training rows (deterministic), the untrained encoder
     (built from ``seed``) and the evaluation prediction seeds, so the stored π is reused exactly when the synth, loss,
-    encoder, data and seed settings all match.
+    encoder, data and seed settings all match. Shared by the training app and ``python -m scraplab.warmup``.
     """
-    sampler = objs["sampler"]
-    if sampler is None or not getattr(sampler, "needs_warmup", False):
-        return
-    from scraplab.sampling.importance import load_or_compute  # only needed for θ-IS
-
-    module, dm, synth = objs["module"], objs["datamodule"], objs["synth"]
+    module, dm, synth, sampler = objs["module"], objs["datamodule"], objs["synth"], objs["sampler"]
     w = dict(sampler.warmup_settings)
     n_ex, bs = int(w.get("n_examples", 32)), int(w.get("batch_size", 32))
     dm.setup("fit")
@@ -78,11 +73,23 @@ def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
     settings.update({"data": {k: v for k, v in to_container(cfg.data).items() if k not in ("num_workers",)},
                      "model_seed": int(cfg.seed)})
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    name = f"{type(synth).__name__.lower()}_{digest}"
     loss = objs["loss"]
-    probs = load_or_compute(name, settings, objs["encoder"], synth, lambda x_hat, x, p: loss(x_hat, x, paths=[p]),
-                            xs, sampler.n_paths, synth_kwargs=kws, n_iter=int(w.get("n_iter", 20)),
-                            tol=float(w.get("tol", 1e-4)), seed=int(w.get("seed", 0)))
+    return {"name": f"{type(synth).__name__.lower()}_{digest}", "settings": settings, "encoder": objs["encoder"],
+            "synth_fn": synth, "path_loss_fn": lambda x_hat, x, p: loss(x_hat, x, paths=[p]), "x": xs,
+            "n_paths": sampler.n_paths, "synth_kwargs": kws, "n_iter": int(w.get("n_iter", 20)),
+            "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0))}
+
+
+def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
+    """θ-IS: a 'fixed' sampler without π gets it from the stored file or computes it once (see theta_is_problem)."""
+    sampler = objs["sampler"]
+    if sampler is None or not getattr(sampler, "needs_warmup", False):
+        return
+    from scraplab.sampling.importance import load_or_compute  # only needed for θ-IS
+
+    problem = theta_is_problem(objs, cfg)
+    name = problem.pop("name")
+    probs = load_or_compute(name, problem.pop("settings"), **problem)
     sampler.set_probs(probs, source=f"theta_is/{name}")
 
 

@@ -190,6 +190,30 @@ def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
     return probs_from_values(torch.cat([s["vals"] for s in shards]), min_prob_frac)
 
 
+def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 20, tol: float = 1e-4, seed: int = 0,
+                  min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean") -> dict:
+    """The settings stored beside π (problem ``settings`` plus the numeric warm-up settings), JSON-normalised."""
+    full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
+            "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": int(n_examples)}
+    return json.loads(json.dumps(full, sort_keys=True, default=str))
+
+
+def store_probs(folder, name: str, record: dict, probs: torch.Tensor, vals: torch.Tensor | None = None) -> Path:
+    """Write ``<folder>/<name>.pt`` (π), ``.vals.pt`` (C, if given) and ``.json`` (record, entropy summary)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pt = folder / f"{name}.pt"
+    torch.save(probs, pt)
+    if vals is not None:
+        torch.save(vals, folder / f"{name}.vals.pt")
+    n_paths = probs.shape[0]
+    ent = float(-(probs * probs.clamp_min(1e-300).log()).sum())
+    (folder / f"{name}.json").write_text(json.dumps(
+        {"settings": record, "probs_file": pt.name, "effective_paths": math.exp(ent),
+         "max_over_uniform": float(probs.max() * n_paths)}, indent=2, sort_keys=True))
+    return pt
+
+
 def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, x, n_paths: int, synth_kwargs=None,
                     n_iter: int = 20, tol: float = 1e-4, seed: int = 0, min_prob_frac: float = 0.0,
                     batch_reduce: str = "eig_mean", root=None, progress: bool = True, **kw) -> torch.Tensor:
@@ -202,19 +226,12 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
 
     folder = Path(root) if root is not None else data_dir() / "theta_is"
     n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])
-    full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
-            "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": n_ex}
-    full = json.loads(json.dumps(full, sort_keys=True, default=str))
+    full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce)
     pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
     if pt.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == full:
         return check_probs(torch.load(pt, weights_only=True), n_paths)
     vals = theta_importance(encoder, synth_fn, path_loss_fn, x, n_paths, synth_kwargs=synth_kwargs, n_iter=n_iter,
                             tol=tol, seed=seed, batch_reduce=batch_reduce, progress=progress, **kw)
     probs = probs_from_values(vals, min_prob_frac)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(probs, pt)
-    torch.save(vals, folder / f"{name}.vals.pt")
-    ent = float(-(probs * probs.clamp_min(1e-300).log()).sum())
-    meta.write_text(json.dumps({"settings": full, "probs_file": pt.name, "effective_paths": math.exp(ent),
-                                "max_over_uniform": float(probs.max() * n_paths)}, indent=2, sort_keys=True))
+    store_probs(folder, name, full, probs, vals)
     return probs

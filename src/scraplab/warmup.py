@@ -1,0 +1,93 @@
+"""θ-IS warm-up as a job array (paper §3.4): shard the paths, then merge into the π file training loads.
+
+    python -m scraplab.warmup --shard K --n-shards S  [train overrides, e.g. experiment=paper_granular seed=0]
+    python -m scraplab.warmup --merge --n-shards S    [the same overrides]
+
+Each shard computes C_{u,p} for the contiguous path range [K·P/S, (K+1)·P/S) of the run's θ-IS problem (the same
+examples, untrained encoder and settings as ``python train.py ... sampler=theta_is``; see
+``scraplab.cli.train.theta_is_problem``) and writes ``<data>/theta_is/shards/<name>/<K>of<S>.pt``. Each path's
+power iteration is seeded from (seed, p), so shards give exactly the values of one full run. ``--merge`` checks that
+the shards tile [0, P) with identical settings and writes ``<data>/theta_is/<name>.pt`` + ``.json``, which the
+training app then loads instead of computing π. On SLURM: ``--shard $SLURM_ARRAY_TASK_ID``, then one merge job
+(``--dependency=afterok``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from scraplab.cli.build import build_all
+from scraplab.cli.train import theta_is_problem
+from scraplab.paths import config_dir, data_dir
+from scraplab.sampling.importance import (merge_shards, save_shard, store_probs, theta_importance,
+                                          warmup_record)
+
+
+def shard_range(n_paths: int, shard: int, n_shards: int) -> tuple[int, int]:
+    """Contiguous, near-equal path range of shard ``shard`` of ``n_shards`` (0-based)."""
+    if not 1 <= n_shards <= n_paths or not 0 <= shard < n_shards:
+        raise ValueError(f"need 0 <= shard < n_shards <= n_paths={n_paths}, got shard {shard} of {n_shards}")
+    return shard * n_paths // n_shards, (shard + 1) * n_paths // n_shards
+
+
+def _problem(overrides: list[str]) -> dict:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = "."  # nothing is written there; avoids resolving ${hydra:...} outside a Hydra run
+    L.seed_everything(int(cfg.seed), workers=True)  # the untrained encoder of train.py with this seed
+    objs = build_all(cfg)
+    if objs["sampler"] is None or getattr(objs["sampler"], "mode", None) != "fixed":
+        raise ValueError("the θ-IS warm-up needs loss=scrapl and sampler=theta_is (a 'fixed' sampler)")
+    problem = theta_is_problem(objs, cfg)
+    n_ex = sum(int(b.shape[0]) for b in problem["x"])
+    problem["record"] = warmup_record(problem["settings"], problem["n_paths"], n_ex, problem["n_iter"],
+                                      problem["tol"], problem["seed"])
+    return problem
+
+
+def main(argv: Optional[list[str]] = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n-shards", type=int, required=True)
+    ap.add_argument("--shard", type=int, help="0-based shard index (compute)")
+    ap.add_argument("--merge", action="store_true", help="merge all shards into the π file")
+    ap.add_argument("overrides", nargs="*", help="train.py config overrides")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.merge == (args.shard is not None):
+        ap.error("give exactly one of --shard K or --merge")
+    p = _problem(args.overrides)
+    folder = data_dir() / "theta_is"
+    shard_dir = folder / "shards" / p["name"]
+    if args.merge:
+        files = [shard_dir / f"{k}of{args.n_shards}.pt" for k in range(args.n_shards)]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise FileNotFoundError(f"missing θ-IS shards: {missing}")
+        stored = {json.loads(torch.load(f, weights_only=True)["settings"]) == p["record"] for f in files}
+        if stored != {True}:
+            raise ValueError("θ-IS shards were computed with other settings than these overrides")
+        probs = merge_shards(files)
+        vals = torch.cat([torch.load(f, weights_only=True)["vals"] for f in files])
+        out = store_probs(folder, p["name"], p["record"], probs, vals)
+    else:
+        rng = shard_range(p["n_paths"], args.shard, args.n_shards)
+        vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
+                                synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
+                                seed=p["seed"])
+        out = save_shard(shard_dir / f"{args.shard}of{args.n_shards}.pt", vals, rng, p["n_paths"], p["record"])
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""``python -m scraplab.warmup``: path shards tile [0, P); sharded warm-up + merge gives the π that training loads."""
+import pytest
+import torch
+
+import scraplab.sampling.importance as importance
+from scraplab.cli.train import train
+from scraplab.warmup import main, shard_range
+from train_helpers import SHORT, TINY, tiny_cfg
+
+
+def test_shard_ranges_tile_the_paths():
+    for n_paths, n_shards in ((315, 1), (315, 4), (7, 7), (10, 3)):
+        ranges = [shard_range(n_paths, k, n_shards) for k in range(n_shards)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == n_paths
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert max(e - s for s, e in ranges) - min(e - s for s, e in ranges) <= 1
+    for bad in ((10, 3, 3), (10, -1, 3), (10, 0, 11), (10, 0, 0)):
+        with pytest.raises(ValueError):
+            shard_range(*bad)
+
+
+def test_needs_exactly_one_mode():
+    with pytest.raises(SystemExit):
+        main(["--n-shards", "2"])
+    with pytest.raises(SystemExit):
+        main(["--n-shards", "2", "--shard", "0", "--merge"])
+
+
+@pytest.mark.slow
+def test_sharded_warmup_merges_into_the_pi_training_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRAPLAB_DATA_DIR", str(tmp_path / "data"))
+    extra = ["sampler=theta_is", "sampler.warmup.n_examples=2", "sampler.warmup.batch_size=2",
+             "sampler.warmup.n_iter=1"]
+    overrides = ["synth=granular", "loss=scrapl", *SHORT["granular"], *TINY, *extra]
+    with pytest.raises(FileNotFoundError):
+        main(["--merge", "--n-shards", "2", *overrides])
+    for k in range(2):
+        main(["--shard", str(k), "--n-shards", "2", *overrides])
+    pt = main(["--merge", "--n-shards", "2", *overrides])
+    merged = torch.load(pt, weights_only=True)
+    assert merged.shape[0] > 1 and abs(float(merged.sum()) - 1) < 1e-9 and float(merged.std()) > 0
+
+    def no_compute(*a, **k):
+        raise AssertionError("training recomputed π instead of loading the merged file")
+
+    monkeypatch.setattr(importance, "theta_importance", no_compute)
+    metrics = train(tiny_cfg("granular", "scrapl", tmp_path / "run", extra))  # loads π: no recomputation
+    assert metrics["status"] == "ok"
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    torch.testing.assert_close(ckpt["sampler"]["base"].double(), merged)  # the run sampled from the merged π
+    assert ckpt["sampler"]["probs_source"] == f"theta_is/{pt.stem}"
+    with pytest.raises(ValueError, match="other settings"):
+        main(["--merge", "--n-shards", "2", *overrides[:-1], "sampler.warmup.n_iter=2"])
