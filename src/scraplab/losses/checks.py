@@ -5,8 +5,6 @@ from typing import Optional
 
 import torch
 
-from ..sampling.probs import check_probs  # noqa: F401  (re-exported for the losses)
-
 
 def check_pair(x_hat: torch.Tensor, x: torch.Tensor, n_samples: Optional[int] = None):
     """Validate a (prediction, target) pair and flatten it to (B·C, N).

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ..scattering import JTFS
-from .checks import check_pair, check_probs
+from ..sampling.probs import check_probs
+from .checks import check_pair
 
 SCALINGS = ("norm", "paper")
 

@@ -80,8 +80,8 @@ class JTFS(nn.Module):
 
         n1_total = len(psi1)
         buf("psi1", np.stack([p["levels"][0] for p in psi1]))
-        n_lv2 = max(len(p["levels"]) for p in psi2)
-        for k in range(n_lv2):  # levels a filter never uses stay zero
+        self._n_psi2_levels = max(len(p["levels"]) for p in psi2)
+        for k in range(self._n_psi2_levels):  # levels a filter never uses stay zero
             size = self.padding.n_padded // 2**k
             buf(f"psi2_l{k}", np.stack([p["levels"][k] if k < len(p["levels"]) else np.zeros(size) for p in psi2]))
         for k, lv in enumerate(phi["levels"]):
@@ -224,12 +224,12 @@ class JTFS(nn.Module):
         rows = []
         for (start, stop, k1), U in zip(self._groups, U1):
             phi = getattr(self, f"phi_l{k1}")
-            S = core.subsample_fourier(core.mul_real(core.half_to_full(U, phi.shape[-1]), phi), self.log2_stride - k1)
+            S = core.fold_product(core.half_to_full(U, phi.shape[-1]), phi, self.log2_stride - k1)
             rows.append(torch.fft.ifft(S).real)
         return torch.cat(rows, dim=1)
 
     def _psi2_levels(self):
-        return [getattr(self, f"psi2_l{k}") for k in range(len([n for n in self._buffers if n.startswith("psi2_l")]))]
+        return [getattr(self, f"psi2_l{k}") for k in range(self._n_psi2_levels)]
 
     def _frequential(self, X, paths: list[PathMeta]):
         """Yield (positions in ``paths``, (B, k, F', T') coefficients) per group of equal subsampling and spin."""
