@@ -4,6 +4,12 @@ Both are built for a synth (``n_params``, ``synth_sample_rate``, ``n_samples`` a
 :func:`build_datamodule`). Training batches are shuffled by :class:`EpochShuffle`, a permutation that is a pure
 function of (seed, epoch), so a run resumed from an epoch-end checkpoint sees the same batches as an uninterrupted one.
 Validation and test loaders never shuffle (the selection metric must be deterministic).
+
+Multi-process (DDP) training: the training loader's sampler is a :class:`GlobalBatchShard`, which hands rank r the
+positions r, r + W, r + 2W, … of the one-process row order (W ranks), so that W ranks with batch B train on exactly the
+global batches of W·B rows that one process with batch W·B sees. It is a ``DistributedSampler``, so Lightning keeps it;
+Lightning otherwise replaces any training sampler by its own ``DistributedSampler(shuffle=True)``, which reorders the
+rows with its own seed (the loader's order, shuffled or not, is lost).
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from typing import Any, Iterator, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from scraplab.data.synthetic import SPLITS, grid_splits, uniform_splits
 from scraplab.data.wav_folder import WavFolderDataset, list_audio
@@ -38,6 +45,77 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
+class GlobalBatchShard(DistributedSampler):
+    """One rank's share of a global row order: with W ranks, rank r yields positions r, r + W, r + 2W, … of ``order``
+    (an :class:`EpochShuffle`, or ``range(n)`` when None), so per-rank batches of B rows make up, step by step, the
+    global batches of W·B rows of one process (batch mean then DDP gradient averaging = the global batch mean).
+
+    With ``drop_last`` the order is cut to a multiple of W·B rows (the one-process loader with batch W·B drops the same
+    rows; skipped when fewer than W·B rows exist); without it, it is padded to a multiple of W by repeating its first
+    rows, as ``DistributedSampler`` does (the last global batch then differs from the one-process one when n is not a
+    multiple of W). World size and rank are read from ``torch.distributed`` when iterating (1 and 0 when it is not
+    initialised), so the loader can be built before the processes are spawned; ``num_replicas``/``rank`` pin them.
+
+    Being a ``DistributedSampler``, Lightning leaves it in place instead of injecting its own shuffled sampler.
+    """
+
+    def __init__(self, n: int, batch_size: int, order: Sampler[int] | None = None, drop_last: bool = False,
+                 num_replicas: int | None = None, rank: int | None = None) -> None:
+        # No DistributedSampler.__init__: it needs an initialised process group (resolved lazily here instead).
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if order is not None and len(order) != n:  # type: ignore[arg-type]
+            raise ValueError(f"order has {len(order)} rows, expected {n}")  # type: ignore[arg-type]
+        self.n, self.batch_size, self.order, self.drop_last = int(n), int(batch_size), order, bool(drop_last)
+        self._num_replicas, self._rank = num_replicas, rank
+        self.epoch = 0
+        self.shuffle = order is not None
+        self.seed = int(getattr(order, "seed", 0))
+
+    def _world(self) -> tuple[int, int]:
+        if self._num_replicas is not None:
+            world, rank = int(self._num_replicas), int(self._rank or 0)
+        elif dist.is_available() and dist.is_initialized():
+            world, rank = dist.get_world_size(), dist.get_rank()
+        else:
+            world, rank = 1, 0
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"invalid rank {rank} for world size {world}")
+        return world, rank
+
+    @property
+    def num_replicas(self) -> int:  # type: ignore[override]
+        return self._world()[0]
+
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        return self._world()[1]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.order is not None and hasattr(self.order, "set_epoch"):
+            self.order.set_epoch(epoch)
+
+    def _total(self, world: int) -> int:
+        """Rows of the (cut or padded) global order."""
+        span = world * self.batch_size
+        if self.drop_last and self.n >= span:
+            return self.n // span * span
+        return -(-self.n // world) * world
+
+    def __iter__(self) -> Iterator[int]:
+        world, rank = self._world()
+        rows = list(self.order) if self.order is not None else list(range(self.n))
+        total = self._total(world)
+        while len(rows) < total:  # pad by repeating the start (DistributedSampler's rule)
+            rows += rows[:total - len(rows)]
+        return iter(rows[:total][rank::world])
+
+    def __len__(self) -> int:
+        world = self._world()[0]
+        return self._total(world) // world
+
+
 class _BaseDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int, num_workers: int, shuffle_seed: int, regime: str,
                  synth_sample_rate: int, sample_rate: int | None) -> None:
@@ -59,9 +137,14 @@ class _BaseDataModule(L.LightningDataModule):
         if not self.splits:
             self.setup()
         ds = self.splits[split]
-        sampler = EpochShuffle(len(ds), self.shuffle_seed) if shuffle else None
-        # drop_last only in training, and only when the split is large enough to give a batch.
-        drop = shuffle and len(ds) >= self.batch_size
+        order = EpochShuffle(len(ds), self.shuffle_seed) if shuffle else None
+        if split == "train":
+            # Rank-aware: DDP ranks take interleaved shares of the one-process order (see GlobalBatchShard); drop_last
+            # (shuffled training only, and only when the split gives a global batch) is applied by the sampler.
+            sampler: Sampler[int] | None = GlobalBatchShard(len(ds), self.batch_size, order, drop_last=shuffle)
+            drop = False
+        else:
+            sampler, drop = order, shuffle and len(ds) >= self.batch_size
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
