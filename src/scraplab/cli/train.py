@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from scraplab.cli.build import ConfigError, build_all, to_container
 from scraplab.metrics.cost import StepCostCallback
 from scraplab.paths import config_dir
+from scraplab.training.callbacks import latest_last_checkpoints
 from scraplab.training.module import NonFiniteLossError
 
 
@@ -108,7 +109,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module.run_config = to_container(cfg)
     _prepare_theta_is(objs, cfg)
     loggers = _instantiate_dict(cfg.get("logger"))
-    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    # last.ckpt = the latest state (Lightning 2.6 alone leaves it at the last top-k save; see ModelCheckpoint)
+    callbacks = latest_last_checkpoints(_instantiate_dict(cfg.get("callbacks")))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(to_container(cfg))

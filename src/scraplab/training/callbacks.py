@@ -4,6 +4,8 @@ One callback serves every logger (rank zero only): W&B gets ``wandb.Audio``/imag
 and ``log_image``; TensorBoard gets ``add_audio``/``add_figure``; loggers without media (CSV, or no logger) get WAV
 files under ``<out_dir>/audio/epoch_XXX/`` and PNGs under ``<out_dir>/images/epoch_XXX/``. All media of one
 validation epoch share the same global step.
+
+:class:`ModelCheckpoint` is Lightning's, except that ``last.ckpt`` always holds the latest state (the resume point).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 
@@ -144,3 +147,42 @@ class MediaLoggingCallback(L.Callback):
             for key, figs in figures.items():
                 for i, fig in enumerate(figs):
                     lg.experiment.add_figure(f"{key}/{i}", fig, step, close=False)
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` (``save_last=True``) is the state at the latest save point.
+
+    Lightning 2.6 writes ``last.ckpt`` only as "a copy whenever a checkpoint file gets saved": after a validation that
+    does not enter the top k on the monitored metric, ``last.ckpt`` stays at an older step. Resuming from it then
+    silently restarted from the best state instead of the latest one (issue 6: "resume is not bit-identical with
+    grad_mult 1e8"; with grad_mult 1 the later validations happened to improve). Here every save point of the
+    parent (validation end, or train-epoch end when it saves there) and the end of training also write ``last.ckpt``
+    when nothing was saved at the current step; ``save_last='link'`` and the top-k logic are unchanged.
+    """
+
+    def _save_latest(self, trainer: L.Trainer) -> None:
+        if self.save_last is True and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._save_latest(trainer)
+
+
+def latest_last_checkpoints(callbacks: list) -> list:
+    """Give every plain Lightning ``ModelCheckpoint`` in ``callbacks`` the behaviour of :class:`ModelCheckpoint`
+    (same attributes, one method set more), so configs that name Lightning's class still get a latest ``last.ckpt``."""
+    for cb in callbacks:
+        if type(cb) is _LightningModelCheckpoint:
+            cb.__class__ = ModelCheckpoint
+    return callbacks
