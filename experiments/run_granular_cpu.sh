@@ -2,6 +2,7 @@
 # CPU-scale granular twin of the paper's Table 1 (comparison) and Tables 2/6 (ablation), then the tables.
 #
 #   bash experiments/run_granular_cpu.sh            # N_STEPS=100 by default; N_STEPS=300 bash ... for longer runs
+#   ONLY=scrapl_psaga_thetais bash experiments/run_granular_cpu.sh   # one arm only, then the ablation table only
 #
 # Every arm × seed (0, 1, 2) runs one after another (1 BLAS thread each) into outputs/granular_cpu/<method>/seed<k>;
 # a run folder that already holds metrics.json is skipped (re-running the script resumes the plan).
@@ -11,8 +12,13 @@
 # * SCRAPL: uniform path sampling, one path per step (P = 315). 𝒫-Adam / 𝒫-SAGA use grad_mult 1e8 (the authors'
 #   granular value). The AdamW arm uses eps 1e-16, which is exactly AdamW on gradients × 1e8 (the update
 #   m/(√v + ε) is invariant to scaling g by c when ε → ε/c; decoupled weight decay is unaffected).
-# * θ-IS: NOT run. The warm-up (power iteration on Hessian-vector products w.r.t. the encoder weights, per path)
-#   measured ~30–40 s per path on this CPU with 4 examples and 3 iterations: 315 paths ≈ 3 h, over the whole budget.
+# * θ-IS (arm scrapl_psaga_thetais = 𝒫-SAGA + θ-IS π): the warm-up runs inside train.py at each seed's untrained encoder
+#   (π is a function of the initialisation, so every seed gets its own warm-up; files in $ROOT/data/theta_is/).
+#   CPU-scale warm-up settings: N_IS = THETA_IS_EXAMPLES (4) training rows in one batch (paper: 320), at most
+#   THETA_IS_ITERS (10) power iterations with tol 1e-4 (paper: 20), no uniform floor. With the fast warm-up
+#   (synth + JTFS differentiated once per path, power iteration through the encoder only) this is ≈ 2.5–3 s per path,
+#   ≈ 15 min per seed for P = 315 (1 thread). 3 iterations are not enough: on sample paths λ after 3 iterations was
+#   up to 17× below the 20-iteration value, after 10 within ~12 %.
 # * JTFS: the full JTFS loss (all 323 paths) measured 152 s per batch-8 step (1 thread): 1 seed, JTFS_STEPS steps,
 #   no val/test loss (module.eval_loss=false), eps 1e-16 as for SCRAPL — a cost-and-trend row, not a converged result.
 # * MSS Random (the paper's best MSS) and P-loss: AdamW, default eps.
@@ -20,6 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N_STEPS=${N_STEPS:-100}
 JTFS_STEPS=${JTFS_STEPS:-3}
+THETA_IS_EXAMPLES=${THETA_IS_EXAMPLES:-2}
+THETA_IS_ITERS=${THETA_IS_ITERS:-10}
 ROOT=${ROOT:-outputs/granular_cpu}
 # 1 BLAS thread: the measured runs (2026-11-25) shared the 2-core VM with another process, where 2 threads were
 # ~2.5x slower per step than 1.
@@ -31,6 +39,7 @@ mkdir -p "$ROOT"
 run() {  # run METHOD SEED OVERRIDES...
   local method=$1 seed=$2; shift 2
   local dir=$ROOT/$method/seed$seed
+  if [[ -n ${ONLY:-} && $method != "$ONLY" ]]; then return; fi
   if [[ -f $dir/metrics.json ]]; then echo "skip $dir (done)"; return; fi
   local t0=$(date +%s)
   python train.py $COMMON seed="$seed" sampler.seed="$seed" "$@" hydra.run.dir="$dir" > "$ROOT/$method.seed$seed.log" 2>&1
@@ -43,10 +52,13 @@ for seed in 0 1 2; do
   run scrapl_adamw "$seed" loss=scrapl optim=adamw sampler=uniform optim.eps=1.0e-16
   run scrapl_padam "$seed" loss=scrapl optim=p_adam sampler=uniform optim.grad_mult=1.0e8
   run scrapl_psaga "$seed" loss=scrapl optim=p_saga sampler=uniform optim.grad_mult=1.0e8
+  SCRAPLAB_DATA_DIR=$PWD/$ROOT/data run scrapl_psaga_thetais "$seed" loss=scrapl optim=p_saga sampler=theta_is \
+    optim.grad_mult=1.0e8 sampler.warmup.n_examples="$THETA_IS_EXAMPLES" sampler.warmup.batch_size="$THETA_IS_EXAMPLES" \
+    sampler.warmup.n_iter="$THETA_IS_ITERS" sampler.warmup.tol=1.0e-4
 done
 run jtfs 0 loss=jtfs optim=adamw optim.eps=1.0e-16 module.eval_loss=false \
   trainer.max_steps="$JTFS_STEPS" trainer.val_check_interval="$JTFS_STEPS"
 
-python experiments/aggregate.py "$ROOT" --name granular_cpu --plot
-python experiments/aggregate.py "$ROOT"/scrapl_adamw "$ROOT"/scrapl_padam "$ROOT"/scrapl_psaga \
+if [[ -z ${ONLY:-} ]]; then python experiments/aggregate.py "$ROOT" --name granular_cpu --plot; fi
+python experiments/aggregate.py "$ROOT"/scrapl_adamw "$ROOT"/scrapl_padam "$ROOT"/scrapl_psaga "$ROOT"/scrapl_psaga_thetais \
   --name granular_cpu_ablation

@@ -122,3 +122,117 @@ def test_multi_batch_reductions():
     lam = lambda H: torch.linalg.eigvalsh(H).abs().max().item()
     assert run("eig_mean")[0, 0] == pytest.approx((lam(Hs[0]) + lam(Hs[1])) / 2, rel=1e-6)
     assert run("operator_mean")[0, 0] == pytest.approx(lam((Hs[0] + Hs[1]) / 2), rel=1e-6)
+
+
+# ---------------------------------------------------------------- fast ('local') method vs the direct double backward
+def _scrapl_problem(seed=0, B=3):
+    """Tiny real problem: SCRAPL path losses (14 paths) of a two-parameter tone synth, a small MLP encoder, float64."""
+    from scraplab.losses.scrapl import SCRAPLLoss
+
+    n = 1024
+    loss = SCRAPLLoss(shape=n, J=4, Q=(2, 1), J_fr=2, Q_fr=1).double()
+    t = torch.arange(n, dtype=torch.float64) / n
+
+    def synth(theta):  # amplitude and frequency per example: (B, 2) -> (B, 1, n)
+        freq = 40.0 + 200.0 * theta[:, 1:]
+        return (theta[:, :1] * torch.sin(2 * torch.pi * freq * t) * torch.hann_window(n, dtype=torch.float64)
+                ).unsqueeze(1)
+
+    g = torch.Generator().manual_seed(seed)
+    x = synth(torch.rand(B, 2, dtype=torch.float64, generator=g)) + 0.01 * torch.randn(B, 1, n, generator=g,
+                                                                                        dtype=torch.float64)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2), torch.nn.Sigmoid())
+    net = net.double()
+    enc = _Enc(torch.nn.Sequential(torch.nn.Unflatten(1, (32, 32)), _Mean(), net))
+    return enc, synth, (lambda x_hat, xx, p: loss(x_hat, xx, paths=[p])), x, loss.n_paths
+
+
+class _Mean(torch.nn.Module):
+    def forward(self, z):  # (B, 32, 32) -> (B, 32): frame energies as features
+        return z.square().mean(-1).sqrt()
+
+
+def test_local_method_equals_direct_on_scrapl_paths():
+    enc, synth, loss, x, n_paths = _scrapl_problem()
+    kw = dict(n_iter=6, tol=0.0, progress=False, path_range=(0, n_paths))
+    direct = theta_importance(enc, synth, loss, x, n_paths, method="direct", vectorize=False, **kw)
+    local = theta_importance(enc, synth, loss, x, n_paths, method="local", **kw)
+    full = theta_importance(enc, synth, loss, x, n_paths, method="local", per_example=False, vectorize=False, **kw)
+    assert direct.shape == (n_paths, 2) and (direct > 0).all()
+    assert float(direct.max() / direct.min()) > 2  # the paths differ: a non-trivial comparison
+    torch.testing.assert_close(local, direct, rtol=1e-8, atol=0)
+    torch.testing.assert_close(full, direct, rtol=1e-8, atol=0)
+    # the toy problem too, with both reductions over two batches
+    enc2, synth2, loss2, x2 = _toy()
+    e2 = _encoder_input(enc2)
+    for red in ("eig_mean", "operator_mean"):
+        kw2 = dict(params=list(enc2.parameters()), progress=False, batch_reduce=red, synth_kwargs=[{}, {}])
+        a = theta_importance(e2, synth2, loss2, [x2[:2], x2[2:]], P, method="direct", **kw2)
+        b = theta_importance(e2, synth2, loss2, [x2[:2], x2[2:]], P, method="local", **kw2)
+        torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-30)
+
+
+def test_local_method_differentiates_synth_and_loss_once_per_path():
+    """Gradients reach the synth output 1 + U times per path (s, then U Hessian probes) whatever n_iter; the direct
+    method back-propagates through it in every power iteration."""
+    enc, synth, loss, x, n_paths = _scrapl_problem(B=2)
+    visits = []
+
+    def counting_synth(theta):
+        y = synth(theta)
+        if y.requires_grad:
+            y.register_hook(lambda g: visits.append(1))
+        return y
+
+    def count(method, n_iter):
+        visits.clear()
+        theta_importance(enc, counting_synth, loss, x, n_paths, path_range=(3, 4), n_iter=n_iter, tol=0.0,
+                         method=method, vectorize=False, progress=False, check_determinism=False)
+        return len(visits)
+
+    assert count("local", 2) == count("local", 7) == 1 + 2
+    assert count("direct", 7) > count("direct", 2) > 3
+
+
+def test_loss_derivatives_match_the_autograd_hessian():
+    from scraplab.sampling.importance import loss_derivatives
+
+    B, Uh = 3, 2
+    W = torch.randn(B * Uh, B * Uh, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def separable(th):  # per-example terms only
+        return (torch.sin(3 * th).prod(1) + th[:, 0] ** 2 * th[:, 1]).sum()
+
+    def coupled(th):  # couples examples
+        return separable(th) + torch.tanh(W @ th.reshape(-1)).square().sum()
+
+    th0 = torch.rand(B, Uh, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for fn, per_example in ((separable, True), (coupled, False)):
+        s, K = loss_derivatives(fn, th0, per_example=per_example)
+        H = torch.autograd.functional.hessian(lambda v: fn(v.reshape(B, Uh)), th0.reshape(-1)).reshape(B, Uh, B, Uh)
+        g = torch.autograd.functional.jacobian(lambda v: fn(v.reshape(B, Uh)), th0.reshape(-1)).reshape(B, Uh)
+        torch.testing.assert_close(s, g, rtol=1e-12, atol=1e-14)
+        want = torch.stack([H[b, :, b] for b in range(B)]) if per_example else H
+        torch.testing.assert_close(K, want, rtol=1e-12, atol=1e-14)
+    # the block assumption is wrong for a coupled loss: the U probes then sum the cross-example blocks
+    _, Kb = loss_derivatives(coupled, th0, per_example=True)
+    H = torch.autograd.functional.hessian(lambda v: coupled(v.reshape(B, Uh)), th0.reshape(-1)).reshape(B, Uh, B, Uh)
+    assert not torch.allclose(Kb, torch.stack([H[b, :, b] for b in range(B)]))
+
+
+def test_coupled_loss_needs_per_example_false():
+    enc, synth, _, x = _toy()
+    e = _encoder_input(enc)
+
+    def coupled(x_hat, xx, p):  # the batch mean of x_hat enters a nonlinearity: examples interact
+        return (x_hat.mean(0) - xx.mean(0)).square().sum() * (x_hat - xx).square().mean() * (p + 1)
+
+    kw = dict(params=list(enc.parameters()), progress=False, n_iter=8, tol=0.0)
+    direct = theta_importance(e, synth, coupled, x, 2, method="direct", **kw)
+    full = theta_importance(e, synth, coupled, x, 2, method="local", per_example=False, **kw)
+    block = theta_importance(e, synth, coupled, x, 2, method="local", per_example=True, **kw)
+    torch.testing.assert_close(full, direct, rtol=1e-8, atol=0)
+    assert not torch.allclose(block, direct, rtol=1e-3)
+    with pytest.raises(ValueError, match="method"):
+        theta_importance(e, synth, coupled, x, 2, method="gauss_newton", **kw)
