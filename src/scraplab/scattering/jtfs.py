@@ -240,16 +240,16 @@ class JTFS(nn.Module):
         for (k_fr, spin0), positions in groups.items():
             W = torch.cat([torch.view_as_complex(getattr(self, f"wfr{paths[pos].n_fr}")[:n1]) for pos in positions],
                           dim=-1)
-            U = core.frequential_scattering(X, W, self.eps)
             p0 = paths[positions[0]]
-            time_avg = getattr(self, f"tavg{p0.j2}") if p0.order == 2 else self._unpad_matrix(U)
+            time_avg = getattr(self, f"tavg{p0.j2}") if p0.order == 2 else self._unpad_matrix(X)
+            U = core.scatter_and_average(X, W, time_avg, self.eps)
             fr_avg = None if spin0 else getattr(self, f"favg{k_fr}")
-            yield positions, core.average_and_unpad(U, len(positions), time_avg, fr_avg)
+            yield positions, core.average_frequency(U, len(positions), fr_avg)
 
-    def _unpad_matrix(self, U):
+    def _unpad_matrix(self, X):
         """Order 1 is averaged already: unpadding only, as a selection matrix (T', T)."""
         start, stop = self._unpad()
-        return torch.eye(U.shape[-2], dtype=U.dtype, device=U.device)[start:stop]
+        return torch.eye(X.shape[-1], dtype=X.real.dtype, device=X.device)[start:stop]
 
     def _unpad(self):
         return self.padding.ind_start[self.log2_stride], self.padding.ind_end[self.log2_stride]
