@@ -155,11 +155,11 @@ class _Mean(torch.nn.Module):
 
 def test_local_method_equals_direct_on_scrapl_paths():
     enc, synth, loss, x, n_paths = _scrapl_problem()
-    kw = dict(n_iter=6, tol=0.0, progress=False, path_range=(0, n_paths))
+    kw = dict(n_iter=5, tol=0.0, progress=False, path_range=(4, 11))  # both rates (n2) of the 14 paths
     direct = theta_importance(enc, synth, loss, x, n_paths, method="direct", vectorize=False, **kw)
     local = theta_importance(enc, synth, loss, x, n_paths, method="local", **kw)
     full = theta_importance(enc, synth, loss, x, n_paths, method="local", per_example=False, vectorize=False, **kw)
-    assert direct.shape == (n_paths, 2) and (direct > 0).all()
+    assert direct.shape == (7, 2) and (direct > 0).all()
     assert float(direct.max() / direct.min()) > 2  # the paths differ: a non-trivial comparison
     torch.testing.assert_close(local, direct, rtol=1e-8, atol=0)
     torch.testing.assert_close(full, direct, rtol=1e-8, atol=0)
