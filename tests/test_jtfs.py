@@ -217,3 +217,18 @@ def test_bad_input():
         m(torch.ones(2, 1024, dtype=torch.int64))
     with pytest.raises(IndexError, match="out of range"):
         m.forward_path(torch.randn(1, 1024), m.n_paths)
+
+
+def test_skipped_operator_columns_are_round_off(monkeypatch):
+    """Frequential-operator columns below OPERATOR_TOL are float64 FFT round-off: skipping them moves no
+    coefficient by more than 1e-12 of the largest one, while the paper config does skip many."""
+    from scraplab.scattering import jtfs as jtfs_mod
+    m = JTFS(4096, 8, (4, 2), 3, 2, dtype=torch.float64)
+    W, keep = m._operator_columns(1, 6)
+    assert 0 < keep.numel() < W.shape[-1]
+    x = torch.randn(2, 4096, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    S = m(x)
+    monkeypatch.setattr(jtfs_mod, "OPERATOR_TOL", 0.0)
+    m._col_cache.clear()
+    S_all = m(x)
+    assert (S - S_all).abs().max() <= 1e-12 * S_all.abs().max()

@@ -27,6 +27,10 @@ from .paths import PathMeta, enumerate_paths
 
 
 SUPPORT_TOL = 1e-30  # filter taps below this fraction of a filter's peak are skipped (see core.fold_product)
+# Frequential operator columns (output rows of the log-frequency convolution) whose weights on the rows present
+# all sit below this fraction of the operator's peak are skipped and their modulus set to 0. Those weights are the
+# float64 round-off floor (~1e-16) of the FFT that defines the operator, in kymatio as here: noise, not filter.
+OPERATOR_TOL = 1e-14
 
 
 class JTFS(nn.Module):
@@ -207,6 +211,7 @@ class JTFS(nn.Module):
                 levels[k1] = sup
             self._np_sup2[p.n2] = levels
         self._sup_cache = {}
+        self._col_cache = {}
 
     def _supports(self, device):
         if device not in self._sup_cache:
@@ -238,13 +243,30 @@ class JTFS(nn.Module):
             groups[(self._k_fr[p.n_fr], p.spin == 0)].append(pos)
         n1 = X.shape[-2]
         for (k_fr, spin0), positions in groups.items():
-            W = torch.cat([torch.view_as_complex(getattr(self, f"wfr{paths[pos].n_fr}")[:n1]) for pos in positions],
-                          dim=-1)
+            Ws, cols = [], []
+            for k, pos in enumerate(positions):
+                W, keep = self._operator_columns(paths[pos].n_fr, n1)
+                f_out = W.shape[-1]
+                Ws.append(W[:, keep])
+                cols.append(keep + k * f_out)
+            W, cols = torch.cat(Ws, dim=-1), torch.cat(cols)
             p0 = paths[positions[0]]
             time_avg = getattr(self, f"tavg{p0.j2}") if p0.order == 2 else self._unpad_matrix(X)
             U = core.scatter_and_average(X, W, time_avg, self.eps)
+            width = len(positions) * f_out  # a group shares k_fr, hence F_out
+            if U.shape[-1] < width:  # the skipped columns' modulus is 0
+                U = U.new_zeros(U.shape[:-1] + (width,)).index_copy(-1, cols, U)
             fr_avg = None if spin0 else getattr(self, f"favg{k_fr}")
             yield positions, core.average_frequency(U, len(positions), fr_avg)
+
+    def _operator_columns(self, n_fr, n1):
+        """(W restricted to the first n1 rows, complex; indices of its columns above OPERATOR_TOL)."""
+        W = torch.view_as_complex(getattr(self, f"wfr{n_fr}"))
+        key = (n_fr, n1, W.device, W.dtype)
+        if key not in self._col_cache:
+            mag = W.abs()
+            self._col_cache[key] = torch.nonzero(mag[:n1].amax(0) > OPERATOR_TOL * mag.amax())[:, 0]
+        return W[:n1], self._col_cache[key]
 
     def _unpad_matrix(self, X):
         """Order 1 is averaged already: unpadding only, as a selection matrix (T', T)."""
