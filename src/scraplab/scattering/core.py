@@ -190,39 +190,79 @@ def _chunks(B: int, T: int, C: int):
     return [(a, min(a + c, T)) for a in range(0, T, c)]
 
 
+def _real_layout(X: torch.Tensor, W: torch.Tensor):
+    """Real operands with Xᵀ W = Zr[..., :C] + i·Zr[..., C:] for Zr = Xr · Wb, frames first.
+
+    Xr is (T, B, 2·n1) = [Re X | Im X] (or (T, B, n1) for a real X) and Wb the real block matrix of W, so that a
+    chunk of frames is one contiguous (c·B, 2·n1) matrix, one real matmul yields the real and imaginary parts as
+    two contiguous halves, and the modulus runs on contiguous memory (about 1.4x faster than on the strided views
+    of a complex tensor)."""
+    Wr, Wi = W.real, W.imag
+    if X.is_complex():
+        Xr = torch.view_as_real(X).permute(2, 0, 3, 1).reshape(X.shape[-1], X.shape[0], -1)
+        Wb = torch.cat([torch.cat([Wr, Wi], 1), torch.cat([-Wi, Wr], 1)], 0)
+    else:
+        Xr, Wb = X.permute(2, 0, 1).contiguous(), torch.cat([Wr, Wi], 1)
+    return Xr, Wb
+
+
 class _ScatterAverage(torch.autograd.Function):
-    """out = A · |Xᵀ W| computed frame chunk by frame chunk; saves only X (the modulus is recomputed in the
-    backward), which keeps the B·T·C intermediate out of memory. Backward in differentiable ops (double backward
-    for θ-IS)."""
+    """out = A · |Xᵀ W| computed frame chunk by frame chunk, so that the B·T·C complex product never exists in
+    full: the forward keeps only the modulus chunks (real, for the backward), the backward recomputes the product
+    chunk by chunk. Under create_graph (θ-IS double backward) the backward is recomputed in differentiable ops."""
 
     @staticmethod
     def forward(ctx, X, W, A, eps):
-        ctx.save_for_backward(X, W, A)
-        ctx.eps = eps
         B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
-        out = None
+        Xr, Wb = _real_layout(X, W)
+        keep = getattr(ctx, "needs_input_grad", (False,))[0]
+        Ms, out = [], None
         for a, b in _chunks(B, T, C):
-            Z = torch.matmul(X[..., a:b].transpose(-1, -2).to(W.dtype), W)
-            part = torch.matmul(A[:, a:b], _abs(Z))
+            Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
+            re, im = Zr[:, :C], Zr[:, C:]
+            M = torch.addcmul(re * re, im, im).sqrt_()
+            if keep:
+                Ms.append(M)
+            part = torch.matmul(A[:, a:b], M.view(b - a, B * C))  # (T', B·C)
             out = part if out is None else out.add_(part)
-        return out
+        ctx.save_for_backward(X, W, A)
+        ctx.Ms, ctx.eps = Ms, eps
+        return out.view(-1, B, C).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, g):
-        X, W, A, = ctx.saved_tensors
+        X, W, A = ctx.saved_tensors
         B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
-        Wh = W.conj().transpose(0, 1)
+        if torch.is_grad_enabled():  # create_graph: differentiable recomputation (the saved modulus is a constant)
+            return _scatter_average_backward_graph(X, W, A, g, ctx.eps), None, None, None
+        Xr, Wb = _real_layout(X, W)
+        WbT = Wb.transpose(0, 1)
+        g = g.transpose(0, 1).reshape(g.shape[1], B * C)  # (T', B·C)
         parts = []
-        for a, b in _chunks(B, T, C):
-            Z = torch.matmul(X[..., a:b].transpose(-1, -2).to(W.dtype), W)
-            gM = torch.matmul(A[:, a:b].transpose(0, 1), g)  # (B, c, C)
-            M = _Modulus.apply(Z, ctx.eps) if torch.is_grad_enabled() else _abs(Z)
-            gZ = Z * (gM / M.clamp_min(ctx.eps))
-            parts.append(torch.matmul(gZ, Wh).transpose(-1, -2))  # (B, n1, c)
-        gX = torch.cat(parts, dim=-1)
+        for (a, b), M in zip(_chunks(B, T, C), ctx.Ms):
+            Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
+            ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).view(-1, C).div_(M.clamp_min(ctx.eps))
+            gZr = (Zr.view(-1, 2, C) * ratio.unsqueeze(1)).view(-1, 2 * C)
+            parts.append(torch.matmul(gZr, WbT))  # (c·B, 2·n1) or (c·B, n1)
+        gXr = torch.cat(parts, dim=0).view(T, B, -1)
         if not X.is_complex():
-            gX = gX.real
-        return gX, None, None, None
+            return gXr.permute(1, 2, 0), None, None, None
+        gX = gXr.view(T, B, 2, -1).permute(1, 3, 0, 2).contiguous()
+        return torch.view_as_complex(gX), None, None, None
+
+
+def _scatter_average_backward_graph(X, W, A, g, eps):
+    """The backward of ``_ScatterAverage`` in differentiable ops (complex form; modulus via ``_Modulus``)."""
+    B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
+    Wh = W.conj().transpose(0, 1)
+    parts = []
+    for a, b in _chunks(B, T, C):
+        Z = torch.matmul(X[..., a:b].transpose(-1, -2).to(W.dtype), W)
+        gM = torch.matmul(A[:, a:b].transpose(0, 1), g)  # (B, c, C)
+        gZ = Z * (gM / _Modulus.apply(Z, eps).clamp_min(eps))
+        parts.append(torch.matmul(gZ, Wh).transpose(-1, -2))  # (B, n1, c)
+    gX = torch.cat(parts, dim=-1)
+    return gX if X.is_complex() else gX.real
 
 
 def scatter_and_average(X: torch.Tensor, W: torch.Tensor, time_avg: torch.Tensor, eps: float) -> torch.Tensor:
