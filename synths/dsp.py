@@ -24,13 +24,41 @@ def time_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         x: (B, N) signals.
         shift: (B,) int64; positive delays, negative advances.
     Returns:
-        (B, N) with y[b, n] = x[b, n − shift[b]] where that index is in [0, N), else 0. A gather, so differentiable
-        in x and free of per-example ``roll``.
+        (B, N) with y[b, n] = x[b, n − shift[b]] where that index is in [0, N), else 0. Differentiable in x to any
+        order: the adjoint of a zero-filled shift by δ is the zero-filled shift by −δ, which is what backward runs.
     """
+    return _TimeShift.apply(x, shift.to(x.device))
+
+
+# Row copies on CPU (tests switch this off to run the other devices' gather path on the CPU).
+CPU_ROW_SHIFT = True
+
+
+def _time_shift_impl(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     n = x.shape[-1]
-    idx = torch.arange(n, device=x.device)[None, :] - shift.to(x.device)[:, None]
+    if CPU_ROW_SHIFT and x.device.type == "cpu":  # one row copy per example, no (B, N) index tensor
+        y = torch.zeros_like(x)
+        for b, d in enumerate(shift.tolist()):
+            if 0 <= d < n:
+                y[b, d:] = x[b, : n - d]
+            elif -n < d < 0:
+                y[b, : n + d] = x[b, -d:]
+        return y
+    idx = torch.arange(n, device=x.device)[None, :] - shift[:, None]  # one gather, no host sync
     valid = (idx >= 0) & (idx < n)
     return torch.gather(x, 1, idx.clamp(0, n - 1)) * valid.to(x.dtype)
+
+
+class _TimeShift(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, shift):
+        ctx.save_for_backward(shift)
+        return _time_shift_impl(x, shift)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (shift,) = ctx.saved_tensors
+        return _TimeShift.apply(grad, -shift), None
 
 
 def periodic_hann(n: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
@@ -145,8 +173,66 @@ def fsm_filter(x: torch.Tensor, b: torch.Tensor, a: torch.Tensor, n_fft: int | N
         n_fft = fft_size(2 * n)
     if n_fft < 2 * n:
         raise ValueError(f"n_fft must be >= 2 * N = {2 * n}, got {n_fft}")
+    return _FSMFilter.apply(x, b.to(x.dtype), a.to(x.dtype), n_fft)
+
+
+def _fsm_filter_reference(x: torch.Tensor, b: torch.Tensor, a: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """:func:`fsm_filter` as plain autograd ops (used for second derivatives)."""
     spec = torch.fft.rfft(x, n=n_fft)
-    return torch.fft.irfft(spec * freq_response(b.to(x.dtype), a.to(x.dtype), n_fft), n=n_fft)[..., :n]
+    return torch.fft.irfft(spec * freq_response(b, a, n_fft), n=n_fft)[..., : x.shape[-1]]
+
+
+class _FSMFilter(torch.autograd.Function):
+    """Forward as :func:`_fsm_filter_reference` (same values); hand-written backward with one rFFT and one irFFT.
+
+    With Ȳ = rfft(ȳ zero-padded to n_fft) and c_k/n_fft the irFFT's weights (c = 1 at DC and Nyquist, else 2):
+    x̄ = crop(irfft(conj(H)·Ȳ)) (the adjoint of a circular convolution), and for a real coefficient p,
+    ∂L/∂p = Re Σ_k W_k ∂H_k/∂p with W = (c/n_fft)·conj(Ȳ)·X, ∂H/∂b_j = e^{−iωj}/A, ∂H/∂a_j = −H·e^{−iωj}/A.
+    Autograd's own backward of rfft/irfft runs a full complex FFT and several complex temporaries instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x, b, a, n_fft):
+        spec = torch.fft.rfft(x, n=n_fft)
+        h = freq_response(b, a, n_fft)
+        ctx.save_for_backward(x, b, a, spec, h)
+        ctx.n_fft = n_fft
+        return torch.fft.irfft(spec * h, n=n_fft)[..., : x.shape[-1]]
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, b, a, spec, h = ctx.saved_tensors
+        n_fft, n = ctx.n_fft, x.shape[-1]
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference expression instead
+            with torch.enable_grad():
+                ins = [t if t.requires_grad else t.detach().requires_grad_() for t in (x, b, a)]
+                grads = torch.autograd.grad(_fsm_filter_reference(*ins, n_fft), ins, gy, create_graph=True)
+            return (*[g if need else None for g, need in zip(grads, ctx.needs_input_grad[:3])], None)
+        g_spec = torch.fft.rfft(gy, n=n_fft)
+        g_x = g_b = g_a = None
+        if ctx.needs_input_grad[0]:
+            g_x = torch.fft.irfft(g_spec * h.conj(), n=n_fft)[..., :n]
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            f = n_fft // 2 + 1
+            c = torch.full((f,), 2.0 / n_fft, dtype=x.dtype, device=x.device)
+            c[0] = 1.0 / n_fft
+            if n_fft % 2 == 0:
+                c[-1] = 1.0 / n_fft
+            m = max(b.shape[-1], a.shape[-1])
+            omega = torch.arange(f, dtype=x.dtype, device=x.device) * (2.0 * math.pi / n_fft)
+            phase = omega[:, None] * torch.arange(m, dtype=x.dtype, device=x.device)  # (F, M)
+            cos, sin = torch.cos(phase), torch.sin(phase)
+            a_pad = torch.nn.functional.pad(a, (0, m - a.shape[-1]))
+            ar, ai = a_pad @ cos.T, a_pad @ sin.T  # A = ar − i·ai
+            inv_a = torch.complex(ar, ai).div_((ar * ar + ai * ai).mul_(1.0 / c))  # (c/n_fft)/A = c·conj(A)/|A|²
+            v = g_spec.conj().resolve_conj().mul_(spec).mul_(inv_a)  # W / A
+            if ctx.needs_input_grad[1]:  # Re Σ_k V_k e^{−iω_k j} = Vr·cos + Vi·sin
+                vr = torch.view_as_real(v)
+                g_b = (vr[..., 0] @ cos + vr[..., 1] @ sin)[:, : b.shape[-1]]
+            if ctx.needs_input_grad[2]:
+                ur = torch.view_as_real(v.mul_(h))
+                g_a = -(ur[..., 0] @ cos + ur[..., 1] @ sin)[:, : a.shape[-1]]
+        return g_x, g_b, g_a, None
 
 
 def freq_response(b: torch.Tensor, a: torch.Tensor, n_fft: int) -> torch.Tensor:

@@ -110,10 +110,123 @@ class GranularSynth(Synth):
         curve = 2.0 * math.pi * dsp.exp_chirp_cycles(1.0, gamma[:, None], t[None, :])  # (B, M) rad per Hz of f0
         scale = self.grain_amplitudes(density) * torch.rsqrt(f0)  # (B, G)
         window = dsp.periodic_hann(m, dtype=dtype, device=dev)
-        # Two full-size (B, G, M) products: the rest is folded into per-example or per-grain factors.
-        grains = torch.sin(f0[:, :, None] * curve[:, None, :]) * (scale[:, :, None] * window)
-
-        # Overlap-add at the onsets by index arithmetic (scatter_add; its backward is a gather).
-        idx = onset[:, :, None] + torch.arange(m, device=dev)
-        y = torch.zeros(bsz, n, dtype=dtype, device=dev).scatter_add(1, idx.reshape(bsz, -1), grains.reshape(bsz, -1))
+        y = overlap_add_grains(f0, curve, scale, window, onset, n)
         return y / y.norm(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+
+
+# Elements of one (examples, grains, M) block on CPU: small enough that the few block-sized temporaries stay in the
+# L2 cache (a whole (B, G, M) float32 batch is 32 MB at the paper's sizes and runs memory-bound). Other devices run
+# the whole batch as one block.
+CPU_BLOCK_ELEMS = 1 << 17
+# The blocked CPU path can be switched off (tests run the other devices' whole-batch path on the CPU with it).
+CPU_BLOCKED = True
+
+
+def _blocked(t: torch.Tensor) -> bool:
+    return CPU_BLOCKED and t.device.type == "cpu"
+
+
+def overlap_add_grains(f0: torch.Tensor, curve: torch.Tensor, scale: torch.Tensor, window: torch.Tensor,
+                       onset: torch.Tensor, n: int) -> torch.Tensor:
+    """y[b, onset[b, i] + m] += scale[b, i]·window[m]·sin(f0[b, i]·curve[b, m]), summed over grains i: (B, n).
+
+    f0, scale, onset: (B, G); curve: (B, M); window: (M,); onset + M ≤ n. Differentiable in curve, scale and f0
+    (window is treated as a constant). Forward and backward run in cache-sized blocks without keeping any
+    (B, G, M) tensor between them: backward recomputes sin/cos of the phase and reduces with two matrix-vector
+    products. Second derivatives (``create_graph=True``, θ-importance warm-up) go through
+    :func:`overlap_add_grains_reference`, which gives the same values with plain autograd ops.
+    """
+    if window.requires_grad:
+        raise ValueError("overlap_add_grains treats window as a constant; pass a tensor without requires_grad")
+    return _GrainOLA.apply(f0, curve, scale, window, onset, n)
+
+
+def overlap_add_grains_reference(f0, curve, scale, window, onset, n):
+    """Same as :func:`overlap_add_grains`, one vectorised autograd expression over the whole (B, G, M) batch."""
+    bsz, m = curve.shape[0], curve.shape[1]
+    grains = torch.sin(f0[:, :, None] * curve[:, None, :]) * (scale[:, :, None] * window)
+    idx = onset[:, :, None] + torch.arange(m, device=curve.device)
+    y = torch.zeros(bsz, n, dtype=curve.dtype, device=curve.device)
+    return y.scatter_add(1, idx.reshape(bsz, -1), grains.reshape(bsz, -1))
+
+
+def _blocks(bsz: int, g: int, m: int):
+    """(b, g0, g1) CPU blocks: one example, at most CPU_BLOCK_ELEMS // M grains."""
+    gc = max(1, min(g, CPU_BLOCK_ELEMS // m))
+    for b in range(bsz):
+        for g0 in range(0, g, gc):
+            yield b, g0, min(g0 + gc, g)
+
+
+class _GrainOLA(torch.autograd.Function):
+    """CPU: blocks of one example × up to CPU_BLOCK_ELEMS // M grains, overlap-add by in-place adds into views of the
+    output (``_foreach_add_``, sequential on CPU, so overlapping grains accumulate in grain order exactly like
+    ``scatter_add``), and the backward gathers the grains' gradient windows with ``index_select`` on an unfolded view.
+    Elsewhere: the whole batch as one block with scatter_add / gather (no host sync, few kernels)."""
+
+    @staticmethod
+    def forward(ctx, f0, curve, scale, window, onset, n):
+        bsz, g = f0.shape
+        m = curve.shape[1]
+        ctx.save_for_backward(f0, curve, scale, window, onset)
+        ctx.n = n
+        y = torch.zeros(bsz, n, dtype=curve.dtype, device=curve.device)
+        if not _blocked(curve):
+            ph = f0[:, :, None] * curve[:, None, :]
+            ph.sin_().mul_(scale[:, :, None] * window)  # same rounding as the reference
+            idx = (onset[:, :, None] + torch.arange(m, device=curve.device)).reshape(bsz, -1)
+            return y.scatter_add_(1, idx, ph.reshape(bsz, -1))
+        starts = onset.tolist()
+        for b, g0, g1 in _blocks(bsz, g, m):
+            ph = f0[b, g0:g1, None] * curve[b]  # (gc, M) phase
+            ph.sin_().mul_(scale[b, g0:g1, None] * window)
+            yb = y[b]
+            torch._foreach_add_([yb[o : o + m] for o in starts[b][g0:g1]], list(ph.unbind(0)))
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        f0, curve, scale, window, onset = ctx.saved_tensors
+        need_f0, need_curve, need_scale = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: differentiable backward through the reference expression
+            with torch.enable_grad():
+                ins = [x if x.requires_grad else x.detach().requires_grad_() for x in (f0, curve, scale)]
+                y = overlap_add_grains_reference(*ins, window, onset, ctx.n)
+                grads = torch.autograd.grad(y, ins, gy, create_graph=True, allow_unused=True)
+            return (*[gr if need else None for gr, need in zip(grads, (need_f0, need_curve, need_scale))],
+                    None, None, None)
+        bsz, g = f0.shape
+        m = curve.shape[1]
+        gy_frames = gy.unfold(1, m, 1)  # (B, n − M + 1, M) view: frame k is gy[:, k : k + M]
+        if not _blocked(curve):
+            gg = gy_frames[torch.arange(bsz, device=gy.device)[:, None], onset]  # (B, G, M)
+            return (*_grain_vjp(gg, f0, curve, scale, window, need_f0, need_curve, need_scale), None, None, None)
+        g_f0 = torch.zeros_like(f0) if need_f0 else None
+        g_curve = torch.zeros_like(curve) if need_curve else None
+        g_scale = torch.zeros_like(scale) if need_scale else None
+        for b, g0, g1 in _blocks(bsz, g, m):
+            gg = gy_frames[b].index_select(0, onset[b, g0:g1])  # (gc, M) upstream gradient under each grain
+            d_f0, d_curve, d_scale = _grain_vjp(gg[None], f0[b : b + 1, g0:g1], curve[b : b + 1],
+                                                scale[b : b + 1, g0:g1], window, need_f0, need_curve, need_scale)
+            if need_f0:
+                g_f0[b, g0:g1] = d_f0[0]
+            if need_curve:
+                g_curve[b] += d_curve[0]
+            if need_scale:
+                g_scale[b, g0:g1] = d_scale[0]
+        return g_f0, g_curve, g_scale, None, None, None
+
+
+def _grain_vjp(gg, f0, curve, scale, window, need_f0, need_curve, need_scale):
+    """Gradients of Σ gg·scale·window·sin(f0·curve) for a (bb, gc, M) block: (bb, gc), (bb, M), (bb, gc) or None."""
+    d_f0 = d_curve = d_scale = None
+    ph = f0[:, :, None] * curve[:, None, :]
+    if need_scale:  # Σ_m gg·window·sin(phase)
+        d_scale = torch.matmul(torch.sin(ph).mul_(gg), window)
+    if need_curve or need_f0:
+        gcos = ph.cos_().mul_(gg)  # gg·cos(phase), in place of the phase
+        if need_curve:  # window · Σ_i scale_i·f0_i·gg·cos(phase)
+            d_curve = torch.matmul((scale * f0)[:, None, :], gcos)[:, 0] * window
+        if need_f0:  # scale_i · Σ_m gg·window·cos(phase)·curve
+            d_f0 = scale * torch.matmul(gcos, (window * curve)[:, :, None])[..., 0]
+    return d_f0, d_curve, d_scale

@@ -8,9 +8,14 @@ CPU and CUDA; reference_experiments.md §1.1).
 
 The mixer is Wellons' "lowbias32" 32-bit integer hash. A product of two 32-bit numbers can overflow int64, so the
 multiplication modulo 2**32 is split into two 16-bit halves (every intermediate stays below 2**49).
+
+Speed: on CPU the same hash runs in NumPy ``uint32`` arithmetic (unsigned wrap-around is defined behaviour), about
+10× faster than the int64 torch ops; the two paths are bit-identical (tests/test_synth_dsp.py checks it), so the
+draws do not depend on which one ran. Other devices use the torch int64 path.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 MASK32 = 0xFFFFFFFF
@@ -37,6 +42,16 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _hash32_np(x: np.ndarray) -> np.ndarray:
+    """:func:`hash32` on a uint32 array, in place (multiplication wraps modulo 2**32)."""
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
 def check_seed(seed: torch.Tensor) -> None:
     if not isinstance(seed, torch.Tensor) or seed.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"seed must be an int64 (or int32) tensor, got {type(seed).__name__} "
@@ -56,19 +71,47 @@ def random_bits(seed: torch.Tensor, stream: int, n: int) -> torch.Tensor:
         (B, n) int64 in [0, 2**32), on ``seed.device``.
     """
     check_seed(seed)
+    if seed.device.type == "cpu":
+        return torch.from_numpy(_random_bits_np(seed, stream, n).astype(np.int64))
+    return _random_bits_torch(seed, stream, n)
+
+
+def _stream_keys(seed: torch.Tensor, stream: int) -> torch.Tensor:
+    """(B, 1) int64 per-(seed, stream) keys in [0, 2**32) (B hashes: cheap on any device)."""
+    check_seed(seed)
     seed = seed.long()
     lo, hi = seed & MASK32, (seed >> 32) & MASK32
     if not 0 <= stream < 2**31:
         raise ValueError(f"stream must be in [0, 2**31), got {stream}")
     s = ((stream + 1) * _GOLDEN) & MASK32  # plain Python int: no device sync
-    key = hash32(lo ^ hash32(hi ^ s))[:, None]
+    return hash32(lo ^ hash32(hi ^ s))[:, None]
+
+
+def _random_bits_torch(seed: torch.Tensor, stream: int, n: int) -> torch.Tensor:
+    """Reference path of :func:`random_bits`: torch int64 ops on seed's device."""
+    key = _stream_keys(seed, stream)
     counter = torch.arange(n, device=seed.device, dtype=torch.int64)[None, :]
     # counter -> (counter + key) -> hash -> xor key -> hash is a bijection per key: no repeats within a stream
     return hash32(hash32((counter + key + _OFFSET) & MASK32) ^ key)
 
 
+def _random_bits_np(seed: torch.Tensor, stream: int, n: int) -> np.ndarray:
+    """CPU path of :func:`random_bits` as a (B, n) uint32 array; bit-identical to :func:`_random_bits_torch`."""
+    key = _stream_keys(seed, stream).numpy().astype(np.uint32)
+    x = np.arange(n, dtype=np.uint32)[None, :] + (key + np.uint32(_OFFSET))  # wraps modulo 2**32
+    x = _hash32_np(x)
+    x ^= key
+    return _hash32_np(x)
+
+
 def uniform(seed: torch.Tensor, stream: int, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(B, n) uniform floats in the open interval (0, 1), computed in float64 and cast to ``dtype``."""
+    check_seed(seed)
+    if seed.device.type == "cpu":  # same float64 arithmetic in NumPy, skipping the int64 round trip
+        u = _random_bits_np(seed, stream, n).astype(np.float64)
+        u += 0.5
+        u *= 2.0**-32
+        return torch.from_numpy(u).to(dtype)
     bits = random_bits(seed, stream, n)
     return ((bits.double() + 0.5) * 2.0**-32).to(dtype)
 
