@@ -14,11 +14,13 @@
 #   m/(√v + ε) is invariant to scaling g by c when ε → ε/c; decoupled weight decay is unaffected).
 # * θ-IS (arm scrapl_psaga_thetais = 𝒫-SAGA + θ-IS π): the warm-up runs inside train.py at each seed's untrained encoder
 #   (π is a function of the initialisation, so every seed gets its own warm-up; files in $ROOT/data/theta_is/).
-#   CPU-scale warm-up settings: N_IS = THETA_IS_EXAMPLES (4) training rows in one batch (paper: 320), at most
+#   CPU-scale warm-up settings: N_IS = THETA_IS_EXAMPLES (2) training rows in one batch (paper: 320), at most
 #   THETA_IS_ITERS (10) power iterations with tol 1e-4 (paper: 20), no uniform floor. With the fast warm-up
-#   (synth + JTFS differentiated once per path, power iteration through the encoder only) this is ≈ 2.5–3 s per path,
-#   ≈ 15 min per seed for P = 315 (1 thread). 3 iterations are not enough: on sample paths λ after 3 iterations was
-#   up to 17× below the 20-iteration value, after 10 within ~12 %.
+#   (synth + JTFS differentiated once per path, power iteration through the encoder only) this measured 1.3–3 s per
+#   path (load-dependent), 7.5–14 min per seed for P = 315 (1 thread); the direct double backward in every iteration
+#   took 3.7–8.5 s per path at these settings. 3 iterations are not enough (λ up to 17× below the 20-iteration value on
+#   sample paths); on every 5th path of seed 0, 20 vs 10 iterations: Spearman(π) 0.96, TV(π) 0.07; 4 vs 2 examples:
+#   Spearman(π) 0.78, TV(π) 0.20 — at this N_IS the θ-IS π depends more on the examples than on the iterations.
 # * JTFS: the full JTFS loss (all 323 paths) measured 152 s per batch-8 step (1 thread): 1 seed, JTFS_STEPS steps,
 #   no val/test loss (module.eval_loss=false), eps 1e-16 as for SCRAPL — a cost-and-trend row, not a converged result.
 # * MSS Random (the paper's best MSS) and P-loss: AdamW, default eps.
