@@ -1,6 +1,7 @@
 """Synth render + backward time: batched vs per-example Python loops (issue 3).
 
     python experiments/benchmark_synths.py [--batch 32] [--reps 5] [--threads 1 2] [--json PATH] [--md PATH]
+        [--compare-with DIR]   # e.g. DIR = synths/ of an earlier commit: `git archive <rev> synths | tar -x -C /tmp/x`
 
 For each synth, one step = forward of a batch of θ (requires_grad) and backward of a fixed random projection of the
 audio. Variants (all render the same audio, checked before timing):
@@ -15,6 +16,9 @@ audio. Variants (all render the same audio, checked before timing):
 Times are medians over ``--reps`` interleaved rounds after one warm-up round (wall clock, ms); the tr808 authors'
 variant is slow (a 44100-step Python loop with autograd) and runs ``--reps-slow`` rounds.
 
+``--compare-with DIR`` also times the batched call of the synths package in DIR (loaded as a separate package)
+interleaved with the current one, wall clock and process CPU time: a paired before/after under the same load.
+
 Overhead bound: batching on a CPU removes per-call overhead (Python, dispatch, small-tensor ops, host syncs) and
 lets intra-op threads share bigger tensors; it does not remove per-sample compute. With c = (a)/B the per-example
 compute inside the batched call and o the fixed cost of one B = 1 call (measured as a B = 1 step of the same synth
@@ -23,10 +27,12 @@ with tiny sizes), a B = 1 loop costs about B·(o + c'), so (b)/(a) ≲ (o + c')/
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
+import sys
 import statistics
 import time
 
@@ -195,7 +201,49 @@ def run(threads: int, batch: int, reps: int, reps_slow: int, names) -> list[dict
     return rows
 
 
-def markdown(rows: list[dict], env: dict, cmd: str) -> str:
+def load_synths_package(path: str):
+    """Import the synths package at ``path`` under the name ``synths_before`` (relative imports only)."""
+    spec = importlib.util.spec_from_file_location("synths_before", os.path.join(path, "__init__.py"),
+                                                  submodule_search_locations=[path])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["synths_before"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compare(before_dir: str, threads: int, batch: int, reps: int, names) -> list[dict]:
+    """Paired before/after medians (wall and CPU ms) of the batched render + backward."""
+    torch.set_num_threads(threads)
+    old = load_synths_package(before_dir)
+    makes = {"granular": lambda m: m.GranularSynth(), "chirplet": lambda m: m.ChirpletSynth(),
+             "tr808": lambda m: m.TR808Synth(max_shift=2048, pre_delay=2048)}
+    from scraplab import synths as new
+    rows = []
+    for name in names:
+        pair = {"before": makes[name](old), "after": makes[name](new)}
+        seed = torch.arange(batch, dtype=torch.int64)
+        theta = pair["after"].random_theta(seed)
+        w = rng.uniform(seed, 77, pair["after"].n_samples)[:, None].float() - 0.5
+        with torch.no_grad():
+            same = bool(torch.equal(pair["before"](theta, seed), pair["after"](theta, seed)))
+        t = {k: ([], []) for k in pair}
+        for r in range(reps + 1):
+            for k, s in pair.items():
+                c0 = time.process_time()
+                ms = _step(s, theta, seed, w)
+                if r:
+                    t[k][0].append(ms)
+                    t[k][1].append((time.process_time() - c0) * 1e3)
+        med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in t.items()}
+        rows.append(dict(synth=name, threads=threads, before_wall_ms=med["before"][0], after_wall_ms=med["after"][0],
+                         before_cpu_ms=med["before"][1], after_cpu_ms=med["after"][1],
+                         speedup_wall=med["before"][0] / med["after"][0], same_audio_bitwise=same))
+        print(f"[{threads} thr] {name}: before {med['before'][0]:.1f} ms, after {med['after'][0]:.1f} ms "
+              f"(bit-identical audio: {same})", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], env: dict, cmd: str, cmp_rows=(), cmp_dir=None) -> str:
     lines = [f"# Synth benchmark: render + backward, batch {rows[0]['batch']}, CPU", "",
              "Command (from the repository root):", "", f"    {cmd}", "",
              f"Machine: {env['cpu']}, {env['cores']} cores shared with other engineers' jobs; torch {env['torch']}; "
@@ -217,6 +265,15 @@ def markdown(rows: list[dict], env: dict, cmd: str) -> str:
                          f"{r['per_example_batched_ms']:.2f} | {r['call_overhead_ms']:.2f} | "
                          f"{r['bound_vs_loop']:.2f}× |")
         lines.append("")
+    if cmp_rows:
+        lines += [f"**Before / after** (batched call only, `--compare-with {cmp_dir}`, paired and interleaved)", "",
+                  "| synth | threads | before wall | after wall | speed-up | before CPU | after CPU | same audio (bitwise) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in cmp_rows:
+            lines.append(f"| {r['synth']} | {r['threads']} | {r['before_wall_ms']:.1f} | {r['after_wall_ms']:.1f} | "
+                         f"{r['speedup_wall']:.2f}× | {r['before_cpu_ms']:.1f} | {r['after_cpu_ms']:.1f} | "
+                         f"{r['same_audio_bitwise']} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -229,21 +286,26 @@ def main() -> None:
     ap.add_argument("--synths", nargs="+", default=list(SYNTHS), choices=list(SYNTHS))
     ap.add_argument("--json", type=str, default=None, help="write the results here")
     ap.add_argument("--md", type=str, default=None, help="write a markdown table here")
+    ap.add_argument("--compare-with", type=str, default=None, help="synths/ directory of an earlier version")
     args = ap.parse_args()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
     for th in args.threads:
         rows += run(th, args.batch, args.reps, args.reps_slow, args.synths)
+    cmp_rows = []
+    if args.compare_with:
+        for th in args.threads:
+            cmp_rows += compare(args.compare_with, th, args.batch, args.reps, args.synths)
     env = dict(torch=torch.__version__, cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
                device="cpu", load_before=load_before, load_after=", ".join(f"{x:.2f}" for x in os.getloadavg()))
     cmd = "python experiments/benchmark_synths.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if v is not None)
-    md = markdown(rows, env, cmd)
+    md = markdown(rows, env, cmd, cmp_rows, args.compare_with)
     print(md)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(env=env, args=vars(args), command=cmd, results=rows), f, indent=2)
+            json.dump(dict(env=env, args=vars(args), command=cmd, results=rows, before_after=cmp_rows), f, indent=2)
     if args.md:
         with open(args.md, "w") as f:
             f.write(md + "\n")

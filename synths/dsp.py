@@ -224,8 +224,9 @@ class _FSMFilter(torch.autograd.Function):
             cos, sin = torch.cos(phase), torch.sin(phase)
             a_pad = torch.nn.functional.pad(a, (0, m - a.shape[-1]))
             ar, ai = a_pad @ cos.T, a_pad @ sin.T  # A = ar − i·ai
-            inv_a = torch.complex(ar, ai).div_((ar * ar + ai * ai).mul_(1.0 / c))  # (c/n_fft)/A = c·conj(A)/|A|²
-            v = g_spec.conj().resolve_conj().mul_(spec).mul_(inv_a)  # W / A
+            r = (ar * ar).addcmul_(ai, ai).reciprocal_().mul_(c)  # c/|A|², real
+            inv_a = torch.complex(ar.mul_(r), ai.mul_(r))  # c/A = c·conj(A)/|A|² (real ops: no complex division)
+            v = torch.conj_physical(g_spec).mul_(spec).mul_(inv_a)  # W / A
             if ctx.needs_input_grad[1]:  # Re Σ_k V_k e^{−iω_k j} = Vr·cos + Vi·sin
                 vr = torch.view_as_real(v)
                 g_b = (vr[..., 0] @ cos + vr[..., 1] @ sin)[:, : b.shape[-1]]
