@@ -188,7 +188,9 @@ class _GrainOLA(torch.autograd.Function):
     def backward(ctx, gy):
         f0, curve, scale, window, onset = ctx.saved_tensors
         need_f0, need_curve, need_scale = ctx.needs_input_grad[:3]
-        if torch.is_grad_enabled():  # create_graph=True: differentiable backward through the reference expression
+        # create_graph=True, or a vmapped backward (is_grads_batched): the reference expression's plain autograd ops
+        # (the blocked path below works in place and syncs offsets to the host, neither of which vmap allows)
+        if torch.is_grad_enabled() or _is_vmapped(gy):
             with torch.enable_grad():
                 ins = [x if x.requires_grad else x.detach().requires_grad_() for x in (f0, curve, scale)]
                 y = overlap_add_grains_reference(*ins, window, onset, ctx.n)
@@ -215,6 +217,12 @@ class _GrainOLA(torch.autograd.Function):
             if need_scale:
                 g_scale[b, g0:g1] = d_scale[0]
         return g_f0, g_curve, g_scale, None, None, None
+
+
+def _is_vmapped(t: torch.Tensor) -> bool:
+    """True inside vmap (torch.func) or autograd's is_grads_batched (legacy vmap)."""
+    f = torch._C._functorch
+    return f.is_batchedtensor(t) or f.is_legacy_batchedtensor(t)
 
 
 def _grain_vjp(gg, f0, curve, scale, window, need_f0, need_curve, need_scale):
