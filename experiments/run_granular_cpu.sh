@@ -21,15 +21,18 @@
 #   took 3.7–8.5 s per path at these settings. 3 iterations are not enough (λ up to 17× below the 20-iteration value on
 #   sample paths); on every 5th path of seed 0, 20 vs 10 iterations: Spearman(π) 0.96, TV(π) 0.07; 4 vs 2 examples:
 #   Spearman(π) 0.78, TV(π) 0.20 — at this N_IS the θ-IS π depends more on the examples than on the iterations.
-# * JTFS: the full JTFS loss (all 323 paths), 3 seeds × JTFS_STEPS (= N_STEPS) steps, no val/test loss
-#   (module.eval_loss=false: the full JTFS on every validation batch would dominate), eps 1e-16 as for SCRAPL.
-#   The first session's engine took 152 s per batch-8 step and ran 1 seed × 3 steps; the second session's engine
-#   (fused frequential stage) made 100 steps × 3 seeds affordable.
+# * JTFS: the full JTFS loss (all 323 paths): JTFS_SEEDS (0) × JTFS_STEPS (3) steps, no val/test loss
+#   (module.eval_loss=false), eps 1e-16 as for SCRAPL — a cost-and-trend row, not a converged result. The first
+#   session's engine took 152 s per batch-8 step (1 thread). With the second session's engine (6.3 s per batch-4
+#   loss step, 2 idle threads) a batch-8 training step is still ~20 s of CPU and ~5.8 GB: 3 seeds × 100 steps
+#   (JTFS_SEEDS="0 1 2" JTFS_STEPS=100) is ~2 h per seed on this 2-core VM — a GPU job. An attempt with three seeds
+#   in parallel (1 thread each, beside other jobs) ran at ~70 s per step and was stopped.
 # * MSS Random (the paper's best MSS) and P-loss: AdamW, default eps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_STEPS=${N_STEPS:-100}
-JTFS_STEPS=${JTFS_STEPS:-$N_STEPS}
+JTFS_STEPS=${JTFS_STEPS:-3}
+JTFS_SEEDS=${JTFS_SEEDS:-0}
 SEEDS=${SEEDS:-0 1 2}  # e.g. SEEDS=1 ONLY=jtfs to run one arm × seed per process
 THETA_IS_EXAMPLES=${THETA_IS_EXAMPLES:-2}
 THETA_IS_ITERS=${THETA_IS_ITERS:-10}
@@ -61,8 +64,9 @@ for seed in $SEEDS; do
     optim.grad_mult=1.0e8 sampler.warmup.n_examples="$THETA_IS_EXAMPLES" sampler.warmup.batch_size="$THETA_IS_EXAMPLES" \
     sampler.warmup.n_iter="$THETA_IS_ITERS" sampler.warmup.tol=1.0e-4
 done
-for seed in $SEEDS; do
-  run jtfs "$seed" loss=jtfs optim=adamw optim.eps=1.0e-16 module.eval_loss=false trainer.max_steps="$JTFS_STEPS"
+for seed in $JTFS_SEEDS; do
+  run jtfs "$seed" loss=jtfs optim=adamw optim.eps=1.0e-16 module.eval_loss=false \
+    trainer.max_steps="$JTFS_STEPS" trainer.val_check_interval="$JTFS_STEPS"
 done
 
 if [[ -z ${ONLY:-} ]]; then python experiments/aggregate.py "$ROOT" --name granular_cpu --plot; fi
