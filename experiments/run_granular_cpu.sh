@@ -26,7 +26,9 @@
 #   session's engine took 152 s per batch-8 step (1 thread). With the second session's engine (6.3 s per batch-4
 #   loss step, 2 idle threads) a batch-8 training step is still ~20 s of CPU and ~5.8 GB: 3 seeds × 100 steps
 #   (JTFS_SEEDS="0 1 2" JTFS_STEPS=100) is ~2 h per seed on this 2-core VM — a GPU job. An attempt with three seeds
-#   in parallel (1 thread each, beside other jobs) ran at ~70 s per step and was stopped.
+#   in parallel (1 thread each, beside other jobs) ran at ~70 s per step and was stopped. The committed JTFS row is
+#   ONLY=jtfs JTFS_SEEDS="0 1 2" JTFS_STEPS=30 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 bash experiments/run_granular_cpu.sh
+#   (594–719 s per seed, 21.6 s per step).
 # * MSS Random (the paper's best MSS) and P-loss: AdamW, default eps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
