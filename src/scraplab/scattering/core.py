@@ -213,21 +213,10 @@ class _ScatterAverage(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X, W, A, eps):
-        B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
-        Xr, Wb = _real_layout(X, W)
-        keep = getattr(ctx, "needs_input_grad", (False,))[0]
-        Ms, out = [], None
-        for a, b in _chunks(B, T, C):
-            Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
-            re, im = Zr[:, :C], Zr[:, C:]
-            M = torch.addcmul(re * re, im, im).sqrt_()
-            if keep:
-                Ms.append(M)
-            part = torch.matmul(A[:, a:b], M.view(b - a, B * C))  # (T', B·C)
-            out = part if out is None else out.add_(part)
+        out, ctx.Ms = _scatter_average(X, W, A, keep=True)
         ctx.save_for_backward(X, W, A)
-        ctx.Ms, ctx.eps = Ms, eps
-        return out.view(-1, B, C).transpose(0, 1)
+        ctx.eps = eps
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -249,6 +238,22 @@ class _ScatterAverage(torch.autograd.Function):
             return gXr.permute(1, 2, 0), None, None, None
         gX = gXr.view(T, B, 2, -1).permute(1, 3, 0, 2).contiguous()
         return torch.view_as_complex(gX), None, None, None
+
+
+def _scatter_average(X, W, A, keep: bool):
+    """A · |Xᵀ W| as (B, T', C), chunk by chunk; with ``keep`` also the list of modulus chunks (c·B, C)."""
+    B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
+    Xr, Wb = _real_layout(X, W)
+    Ms, out = [], None
+    for a, b in _chunks(B, T, C):
+        Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
+        re, im = Zr[:, :C], Zr[:, C:]
+        M = torch.addcmul(re * re, im, im).sqrt_()
+        if keep:
+            Ms.append(M)
+        part = torch.matmul(A[:, a:b], M.view(b - a, B * C))  # (T', B·C)
+        out = part if out is None else out.add_(part)
+    return out.view(-1, B, C).transpose(0, 1), Ms
 
 
 def _scatter_average_backward_graph(X, W, A, g, eps):
@@ -285,12 +290,7 @@ def scatter_and_average(X: torch.Tensor, W: torch.Tensor, time_avg: torch.Tensor
     W = W.to(X.dtype) if X.is_complex() else W
     if torch.is_grad_enabled() and X.requires_grad:
         return _ScatterAverage.apply(X, W, time_avg, eps)
-    return _ScatterAverage.forward(_NoCtx(), X, W, time_avg, eps)
-
-
-class _NoCtx:
-    def save_for_backward(self, *args):
-        pass
+    return _scatter_average(X, W, time_avg, keep=False)[0]
 
 
 def average_frequency(U: torch.Tensor, K: int, fr_avg) -> torch.Tensor:
