@@ -50,8 +50,9 @@ def granular_authors(s: GranularSynth, theta: torch.Tensor, seed: torch.Tensor) 
     """Per example, per grain: pad + roll by onset.item() (ref §1.1 'Cost'); (B, 2) -> (B, 1, N)."""
     phys = s.to_physical(theta)
     m, n = s.grain_n_samples, s.n_samples
-    t = (torch.arange(m, dtype=theta.dtype) - m // 2) / s.sample_rate
-    window = dsp.periodic_hann(m, dtype=theta.dtype)
+    dev = theta.device
+    t = (torch.arange(m, dtype=theta.dtype, device=dev) - m // 2) / s.sample_rate
+    window = dsp.periodic_hann(m, dtype=theta.dtype, device=dev)
     out = []
     for b in range(theta.shape[0]):
         sd = seed[b : b + 1]
@@ -59,7 +60,7 @@ def granular_authors(s: GranularSynth, theta: torch.Tensor, seed: torch.Tensor) 
         onset = rng.randint(sd, STREAM_ONSET, s.n_grains, 0, n - m)[0]
         amp = s.grain_amplitudes(phys["density"][b : b + 1])[0]
         curve = dsp.exp_chirp_cycles(1.0, phys["slope"][b], t)
-        y = torch.zeros(n, dtype=theta.dtype)
+        y = torch.zeros(n, dtype=theta.dtype, device=dev)
         for g in range(s.n_grains):
             grain = torch.sin(2 * math.pi * f0[g] * curve) * window * amp[g] / torch.sqrt(f0[g])
             y = y + torch.roll(F.pad(grain, (0, n - m)), int(onset[g].item()))
@@ -71,7 +72,7 @@ def chirplet_authors(s: ChirpletSynth, theta: torch.Tensor, seed: torch.Tensor) 
     """Per example: chirp, then roll by delta.item() and zero the wrapped part (ref §1.2)."""
     phys = s.to_physical(theta)
     n = s.n_samples
-    n_rel = torch.arange(n, dtype=theta.dtype) - n // 2
+    n_rel = torch.arange(n, dtype=theta.dtype, device=theta.device) - n // 2
     t = n_rel / s.sample_rate
     out = []
     for b in range(theta.shape[0]):
@@ -82,9 +83,9 @@ def chirplet_authors(s: ChirpletSynth, theta: torch.Tensor, seed: torch.Tensor) 
         d = int(s.shifts(seed[b : b + 1]).item())
         y = torch.roll(y, d)
         if d > 0:
-            y = torch.cat([torch.zeros(d, dtype=y.dtype), y[d:]])
+            y = torch.cat([torch.zeros(d, dtype=y.dtype, device=y.device), y[d:]])
         elif d < 0:
-            y = torch.cat([y[:d], torch.zeros(-d, dtype=y.dtype)])
+            y = torch.cat([y[:d], torch.zeros(-d, dtype=y.dtype, device=y.device)])
         out.append(y)
     return torch.stack(out)[:, None]
 
@@ -132,11 +133,18 @@ def per_example_loop(s, theta, seed):
 
 
 # -- timing --------------------------------------------------------------------------------------------------------
+def _sync(t: torch.Tensor) -> None:
+    if t.device.type == "cuda":  # kernels are asynchronous: time to their end, not to their launch
+        torch.cuda.synchronize(t.device)
+
+
 def _step(fn, theta0, seed, w):
     theta = theta0.clone().requires_grad_()
+    _sync(theta)
     t0 = time.perf_counter()
     y = fn(theta, seed)
     (y * w).sum().backward()
+    _sync(theta)
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -154,12 +162,12 @@ def time_steps(fns: dict, theta0: torch.Tensor, seed: torch.Tensor, w: torch.Ten
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def call_overhead_ms(make, reps: int = 30) -> float:
+def call_overhead_ms(make, device: str = "cpu", reps: int = 30) -> float:
     """Median ms of a B = 1 step of the synth with tiny sizes: the fixed per-call cost."""
     s = make()
-    seed = torch.zeros(1, dtype=torch.int64)
+    seed = torch.zeros(1, dtype=torch.int64, device=device)
     theta = s.random_theta(seed)
-    w = torch.ones(1, 1, s.n_samples)
+    w = torch.ones(1, 1, s.n_samples, device=device)
     ts = [_step(s, theta, seed, w) for _ in range(reps + 3)][3:]
     return statistics.median(ts)
 
@@ -172,13 +180,13 @@ SYNTHS = {
 }
 
 
-def run(threads: int, batch: int, reps: int, reps_slow: int, names) -> list[dict]:
+def run(threads: int, batch: int, reps: int, reps_slow: int, names, device: str = "cpu") -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
     for name in names:
         make, make_tiny, authors = SYNTHS[name]
         s = make()
-        seed = torch.arange(batch, dtype=torch.int64)
+        seed = torch.arange(batch, dtype=torch.int64, device=device)
         theta = s.random_theta(seed)
         w = rng.uniform(seed, 77, s.n_samples)[:, None].float() - 0.5  # fixed projection for the backward
         fns = {"batched": s, "loop": lambda th, sd, s=s: per_example_loop(s, th, sd),
@@ -189,9 +197,9 @@ def run(threads: int, batch: int, reps: int, reps_slow: int, names) -> list[dict
         tol = 1e-3  # relative, float32: chirp phases of ~1e4 rad round differently per formulation
         assert all(v < tol for v in agree.values()), f"{name}: variants disagree with the batched synth: {agree}"
         t = time_steps(fns, theta, seed, w, reps, slow={"authors": reps_slow} if name == "tr808" else {})
-        over = call_overhead_ms(make_tiny)
+        over = call_overhead_ms(make_tiny, device)
         c = t["batched"] / batch
-        rows.append(dict(synth=name, threads=threads, batch=batch, n_samples=s.n_samples,
+        rows.append(dict(synth=name, device=device, threads=threads, batch=batch, n_samples=s.n_samples,
                          batched_ms=t["batched"], loop_ms=t["loop"], authors_ms=t["authors"],
                          speedup_vs_loop=t["loop"] / t["batched"], speedup_vs_authors=t["authors"] / t["batched"],
                          per_example_batched_ms=c, b1_call_ms=t["loop"] / batch, call_overhead_ms=over,
@@ -244,9 +252,9 @@ def compare(before_dir: str, threads: int, batch: int, reps: int, names) -> list
 
 
 def markdown(rows: list[dict], env: dict, cmd: str, cmp_rows=(), cmp_dir=None) -> str:
-    lines = [f"# Synth benchmark: render + backward, batch {rows[0]['batch']}, CPU", "",
+    lines = [f"# Synth benchmark: render + backward, batch {rows[0]['batch']}, {env['device']}", "",
              "Command (from the repository root):", "", f"    {cmd}", "",
-             f"Machine: {env['cpu']}, {env['cores']} cores shared with other engineers' jobs; torch {env['torch']}; "
+             f"Machine: {env['cpu']}, {env['cores']} CPU cores; device {env['device']}; torch {env['torch']}; "
              f"load average before {env['load_before']}, after {env['load_after']} (`os.getloadavg`). "
              "Wall-clock medians over interleaved rounds (ms per forward + backward of the whole batch).",
              "", "(a) batched call; (b) the same synth called per example with B = 1; (c) the authors' loop structure "
@@ -286,18 +294,19 @@ def main() -> None:
     ap.add_argument("--synths", nargs="+", default=list(SYNTHS), choices=list(SYNTHS))
     ap.add_argument("--json", type=str, default=None, help="write the results here")
     ap.add_argument("--md", type=str, default=None, help="write a markdown table here")
+    ap.add_argument("--device", type=str, default="cpu", help="cpu or cuda (CUDA steps are timed to a synchronize)")
     ap.add_argument("--compare-with", type=str, default=None, help="synths/ directory of an earlier version")
     args = ap.parse_args()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
     for th in args.threads:
-        rows += run(th, args.batch, args.reps, args.reps_slow, args.synths)
+        rows += run(th, args.batch, args.reps, args.reps_slow, args.synths, args.device)
     cmp_rows = []
     if args.compare_with:
         for th in args.threads:
             cmp_rows += compare(args.compare_with, th, args.batch, args.reps, args.synths)
     env = dict(torch=torch.__version__, cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
-               device="cpu", load_before=load_before, load_after=", ".join(f"{x:.2f}" for x in os.getloadavg()))
+               device=torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu", load_before=load_before, load_after=", ".join(f"{x:.2f}" for x in os.getloadavg()))
     cmd = "python experiments/benchmark_synths.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if v is not None)

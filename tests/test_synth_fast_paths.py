@@ -153,3 +153,28 @@ def test_grain_ola_backward_under_batched_grads():
         one = torch.autograd.grad(y, (curve, scale), gy, retain_graph=True)
         for a, b in zip(batched, one):
             torch.testing.assert_close(a[k], b)
+
+
+@pytest.mark.parametrize("make", [GranularSynth, ChirpletSynth, TR808Synth], ids=["granular", "chirplet", "tr808"])
+def test_non_cpu_code_path_creates_no_cpu_tensor(make):
+    """The path a GPU takes, run on the ``meta`` device: every CPU-only branch is off there (as on CUDA), and any
+    tensor the synth made on the CPU instead of the input's device meets a meta tensor in an elementwise op and
+    raises. This is the device-placement half of CPU/GPU equality that can be checked without a GPU; validation
+    is off because it reads values (host syncs)."""
+    s = make(validate=False)
+    seed = torch.arange(3)
+    theta = s.random_theta(seed).to("meta").requires_grad_()
+    y = s(theta, seed.to("meta"))
+    assert y.device.type == "meta" and y.shape == (3, 1, s.n_samples)
+    y.sum().backward()
+    assert theta.grad.device.type == "meta" and theta.grad.shape == theta.shape
+
+
+def test_non_cpu_code_path_check_catches_a_forgotten_device(monkeypatch):
+    """The meta check above fails when a synth builds a tensor without the input's device."""
+    hann = dsp.periodic_hann
+    monkeypatch.setattr(dsp, "periodic_hann", lambda n, dtype=torch.float32, device=None: hann(n, dtype))
+    s = GranularSynth(validate=False)
+    seed = torch.arange(2)
+    with pytest.raises(RuntimeError, match="device"):
+        s(s.random_theta(seed).to("meta"), seed.to("meta"))
