@@ -1,4 +1,5 @@
 """JTFS engine: path counts, exactness against kymatio main (golden fixtures), per-path = slice of full, gradients."""
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,24 @@ def test_skipped_operator_columns_are_round_off(monkeypatch):
     m._col_cache.clear()
     S_all = m(x)
     assert (S - S_all).abs().max() <= 1e-12 * S_all.abs().max()
+
+
+def test_filters_hold_no_subnormal_values_after_any_cast():
+    """Subnormal filter taps (Gaussian tails below float32's 1.2e-38) made matmuls ~10× slower on x86; the module
+    flushes them at construction and after every cast. Flushing changes nothing a float32 coefficient can show."""
+    def n_subnormal(m):
+        return sum(int(((b.abs() > 0) & (b.abs() < torch.finfo(b.dtype).tiny)).sum()) for b in m.buffers()
+                   if b.is_floating_point())
+
+    kw = dict(shape=4096, J=8, Q=(8, 2), J_fr=3, Q_fr=2, T=512, F=1)
+    m64 = JTFS(**kw, dtype=torch.float64)
+    # the float64 filters do reach below float32's normal range, so a plain cast would make subnormals
+    assert sum(int(((b.abs() > 0) & (b.abs() < torch.finfo(torch.float32).tiny)).sum()) for b in m64.buffers()) > 0
+    m32 = JTFS(**kw)
+    assert n_subnormal(m32) == 0
+    x = torch.randn(2, 4096, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    S64 = m64(x)
+    cast = copy.deepcopy(m64).float()  # after m64 ran: its cached support tensors must follow the cast
+    assert n_subnormal(cast) == 0 and n_subnormal(copy.deepcopy(m64).half()) == 0
+    torch.testing.assert_close(cast(x.float()).double(), S64, rtol=1e-4, atol=1e-6 * S64.abs().max().item())
+    torch.testing.assert_close(m32(x.float()), cast(x.float()))
