@@ -221,18 +221,26 @@ def test_bad_input():
 
 
 def test_skipped_operator_columns_are_round_off(monkeypatch):
-    """Frequential-operator columns below OPERATOR_TOL are float64 FFT round-off: skipping them moves no
-    coefficient by more than 1e-12 of the largest one, while the paper config does skip many."""
+    """Operator entries and columns below OPERATOR_TOL are float64 FFT round-off: a JTFS built with them zeroed and
+    skipped (the default) and one built with OPERATOR_TOL = 0 (nothing dropped) agree to 1e-12 of the largest
+    coefficient, values and gradients, while the default does drop entries and skip columns."""
     from scraplab.scattering import jtfs as jtfs_mod
-    m = JTFS(4096, 8, (4, 2), 3, 2, dtype=torch.float64)
+    kw = dict(shape=4096, J=8, Q=(4, 2), J_fr=3, Q_fr=2, dtype=torch.float64)
+    m = JTFS(**kw)
     W, keep = m._operator_columns(1, 6)
     assert 0 < keep.numel() < W.shape[-1]
-    x = torch.randn(2, 4096, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    S = m(x)
     monkeypatch.setattr(jtfs_mod, "OPERATOR_TOL", 0.0)
-    m._col_cache.clear()
-    S_all = m(x)
+    m_all = JTFS(**kw)
+    dropped = sum(int(((b == 0) & (a != 0)).sum()) for (n, b), a in zip(m.named_buffers(), m_all.buffers())
+                  if n.startswith(("wfr", "tavg", "favg")))
+    assert dropped > 0
+    assert m_all._operator_columns(1, 6)[1].numel() == W.shape[-1]
+    x = torch.randn(2, 4096, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    S, S_all = m(x), m_all(x)
     assert (S - S_all).abs().max() <= 1e-12 * S_all.abs().max()
+    w = torch.randn(S.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    g, g_all = (torch.autograd.grad((s * w).sum(), x)[0] for s in (S, S_all))
+    assert (g - g_all).abs().max() <= 1e-12 * g_all.abs().max()
 
 
 def test_filters_hold_no_subnormal_values_after_any_cast():
