@@ -216,15 +216,16 @@ class JTFS(nn.Module):
         self._col_cache = {}
 
     def _supports(self, device):
-        if device not in self._sup_cache:
+        key = (device, self.psi1.dtype)
+        if key not in self._sup_cache:
             def t(s):  # float arrays (the conjugation signs) follow the filters' dtype
                 if s is None:
                     return None
                 return tuple(torch.as_tensor(a, device=device, dtype=None if a.dtype.kind == "i" else self.psi1.dtype)
                              for a in s)
-            self._sup_cache[device] = ([t(s) for s in self._np_sup1],
-                                       {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()})
-        return self._sup_cache[device]
+            self._sup_cache[key] = ([t(s) for s in self._np_sup1],
+                                    {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()})
+        return self._sup_cache[key]
 
     def _first_order_input(self, U1):
         """S1 = U1 ∗ φ_T at stride T: (B, n1_total, T_pad) real."""
@@ -236,12 +237,10 @@ class JTFS(nn.Module):
         return torch.cat(rows, dim=1)
 
     def _apply(self, fn, *args, **kwargs):
-        """After a cast (``.float()``, ``.half()``, ``.to(...)``), flush the filters' new subnormal values to zero
-        and drop the support tensors cached for the old dtype."""
+        """After a cast (``.float()``, ``.half()``, ``.to(...)``), flush the filters' new subnormal values to zero."""
         out = super()._apply(fn, *args, **kwargs)
-        self._sup_cache = {}
         for t in self._buffers.values():
-            if t is not None and t.is_floating_point():
+            if t is not None:
                 _flush_subnormals_(t)
         return out
 
