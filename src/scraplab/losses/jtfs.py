@@ -16,7 +16,8 @@ class JTFSLoss(SCRAPLLoss):
     def __init__(self, shape: int, *args, first_order: bool = True, **kwargs):
         super().__init__(shape, *args, first_order=first_order, **kwargs)
 
-    def forward(self, x_hat: torch.Tensor, x: torch.Tensor, paths=None, generator=None) -> torch.Tensor:
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor, paths=None, generator=None,
+                reduction: str = "mean") -> torch.Tensor:
         if paths is not None:
             raise ValueError("JTFSLoss always uses every path; use SCRAPLLoss to pick paths")
-        return self.full(x_hat, x)
+        return self.full(x_hat, x, reduction=reduction)

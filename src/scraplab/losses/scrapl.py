@@ -36,6 +36,31 @@ def path_distance(S_hat: torch.Tensor, S: torch.Tensor, scaling: str, n_paths: i
     return torch.sqrt(d2 + torch.finfo(d2.dtype).tiny)  # finite gradient at d = 0
 
 
+def _check_reduction(reduction: str, x_hat: torch.Tensor) -> int:
+    """The number of examples B of ``x_hat`` ((B, N) or (B, C, N)); raises on an unknown reduction."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return int(x_hat.shape[0]) if x_hat.dim() >= 2 else 1
+
+
+def _reduce(dist: torch.Tensor, reduction: str, n_examples: int) -> torch.Tensor:
+    """(B·C, k) per-row, per-path distances -> their mean, or (B,) means over channels and paths."""
+    if reduction == "mean":
+        return dist.mean()
+    return dist.reshape(n_examples, -1).mean(1)
+
+
+def weighted_path_loss(loss: nn.Module, x_hat: torch.Tensor, x: torch.Tensor, paths: Sequence[int],
+                       weights: Optional[Sequence[float]] = None, reduction: str = "mean") -> torch.Tensor:
+    """The loss of the drawn ``paths`` with a sampler's importance weights w_i (paper §3.4 / ``PathSampler.weights``):
+    Σ_i w_i L_{p_i} / k, one call per path when the weights differ, one batched call when they are all 1. The one
+    place where sampler weights meet the loss (training and optimisation both call it)."""
+    kw = {} if reduction == "mean" else {"reduction": reduction}  # a custom path loss need not take `reduction`
+    if weights is None or all(float(w) == 1.0 for w in weights):
+        return loss(x_hat, x, paths=list(paths), **kw)
+    return sum(float(w) * loss(x_hat, x, paths=[p], **kw) for p, w in zip(paths, weights)) / len(paths)
+
+
 class SCRAPLLoss(nn.Module):
     """Single-path JTFS loss.
 
@@ -53,7 +78,8 @@ class SCRAPLLoss(nn.Module):
         eps: modulus smoothing of the JTFS.
 
     Shapes: ``x_hat`` and ``x`` are (B, N) or (B, C, N) float; channels are treated as extra examples.
-    Returns a scalar: the batch mean of the (weighted, path-averaged) distances.
+    Returns a scalar: the batch mean of the (weighted, path-averaged) distances; with ``reduction="none"`` the
+    per-example values (B,) (path- and channel-averaged), whose mean is that scalar.
     The target ``x`` is never differentiated: its coefficients are computed without autograd and cached while
     the same target tensor comes back (θ-IS power iterations, evaluations over all paths).
     """
@@ -97,8 +123,8 @@ class SCRAPLLoss(nn.Module):
         return torch.multinomial(self.probs.detach().cpu(), k, replacement=False, generator=gen).tolist()
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor, paths: Union[None, int, Sequence[int]] = None,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        target = x
+                generator: Optional[torch.Generator] = None, reduction: str = "mean") -> torch.Tensor:
+        target, n_examples = x, _check_reduction(reduction, x_hat)
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
         if paths is None:
             paths = self.draw(1, generator)
@@ -117,16 +143,18 @@ class SCRAPLLoss(nn.Module):
         if self.importance_weighted:
             w = 1.0 / (self.n_paths * self.probs[paths].to(dist.dtype))
             dist = dist * w
-        return dist.mean()
+        return _reduce(dist, reduction, n_examples)
 
-    def full(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def full(self, x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """The exact full loss: mean over all P paths of the per-path distance (= the expectation of
-        ``forward`` under uniform π). One first layer per signal, shared by every path."""
+        ``forward`` under uniform π). One first layer per signal, shared by every path. ``reduction`` as in
+        ``forward``."""
+        n_examples = _check_reduction(reduction, x_hat)
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
         S_hat = self._rho(self.jtfs(x_hat))
         with torch.no_grad():
             S = self._rho(self.jtfs(x))
-        return path_distance(S_hat, S, self.scaling, self.n_paths).mean()
+        return _reduce(path_distance(S_hat, S, self.scaling, self.n_paths), reduction, n_examples)
 
     def _rho(self, S):
         return torch.log1p(S / self.log1p_eps) if self.log1p else S

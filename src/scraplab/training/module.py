@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scraplab.losses.scrapl import weighted_path_loss
 from scraplab.losses.spectral import MSSLoss
 from scraplab.training.metrics import theta_l1_permille
 
@@ -127,10 +128,7 @@ class SoundMatchingModule(L.LightningModule):
         self._held_target = x
 
     def _path_loss(self, x_hat: torch.Tensor, x: torch.Tensor, paths: list[int], weights: list[float]):
-        if all(w == 1.0 for w in weights):
-            return self.loss(x_hat, x, paths=paths)
-        # importance-weighted: Σ_i w_i L_{p_i} / k (one call per path; weights differ per path)
-        return sum(w * self.loss(x_hat, x, paths=[p]) for p, w in zip(paths, weights)) / len(paths)
+        return weighted_path_loss(self.loss, x_hat, x, paths, weights)
 
     def _path_optimizer(self):
         opts = self.trainer.optimizers if self._trainer is not None else []
