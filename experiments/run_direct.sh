@@ -10,13 +10,13 @@
 #   3 optimisation seeds (each: its own random start θ ~ U[0.1, 0.9]², the same for every arm, its own render seeds
 #   and path draws); meso regime (the prediction is rendered with a fresh seed every step).
 # * θ = σ(z), 250 steps, lr 0.1 on a half cosine down to 0.01, θ recorded every 5 steps (a 6-target sweep: 200
-#   constant-lr steps left granular slope at 100–120 ‰ at lr 0.05–0.2; the decay brought 𝒫-SAGA to 54 ‰). MSS arms and the full JTFS: torch Adam. SCRAPL arms
-#   (P = 315, one uniformly drawn path per step shared by all targets): 𝒫-Adam (ε = 1e-16 inside the root, i.e. a
+#   constant-lr steps left granular slope at 100–120 ‰ at lr 0.05–0.2; the decay brought 𝒫-SAGA to 54 ‰).
+#   MSS arms and the full JTFS: torch Adam. SCRAPL arms (P = 315, one uniformly drawn path per step shared by all targets): 𝒫-Adam (ε = 1e-16 inside the root, i.e. a
 #   1e-8 floor on |g| like Adam's), + 𝒫-SAGA, + θ-IS (π from the warm-up at the starting θ of 4 further test-grid
 #   targets, 20 power iterations, its CPU time charged to the arm).
 # * The full JTFS (323 paths, 2–4 s of CPU per example-step, ~60× a SCRAPL path) runs on the first 8 targets,
-#   seed 0, 60 steps (the cosine over 60): the same start and render seeds as every arm's seed 0 there, so the comparison on those
-#   targets is paired. 3 seeds × 32 targets × 250 steps would take ~14 CPU hours for granular alone.
+#   seed 0, 60 steps (the cosine over 60): the same start and render seeds as every arm's seed 0 there, so the
+#   comparison on those targets is paired. 3 seeds × 32 targets × 250 steps would take ~23 CPU hours for granular.
 # Raw per-arm files go to $RAW (default outputs/direct); the aggregation refuses raw files of different commits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
