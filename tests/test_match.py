@@ -73,3 +73,77 @@ def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
     media = [p for p in files if "media" in p.parts]
     assert any(p.suffix == ".wav" for p in media) and any(p.suffix == ".png" for p in media)
     assert not (tmp_path / "audio").exists()  # media went to W&B, not to loose files
+
+
+# ----------------------------------------------------------------------------------------------- mode=optimize
+SHORT_CHIRPLET = ["synth=chirplet", "synth.n_samples=8192", "synth.max_shift=256"]
+
+
+def _inputs(folder: Path) -> Path:
+    write_wav(folder / "a" / "kick.wav", tone(8192, 1.0, freq=500.0), 8192)
+    write_wav(folder / "b" / "kick.wav", tone(44100, 0.5, freq=700.0, channels=2), 44100)
+    write_wav(folder / "kick.flac", tone(8192, 1.0, freq=300.0), 8192)
+    return folder
+
+
+def test_match_optimize_cli_writes_params_losses_and_curves(tmp_path):
+    inp, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(repo_root() / "match.py"), "mode=optimize", *SHORT_CHIRPLET,
+                           "loss=scrapl", "optimize.optimizer=p_saga", "optimize.steps=3", "optimize.restarts=2",
+                           "optimize.progress=false", f"input={inp}", f"out={out}",
+                           f"hydra.run.dir={tmp_path / 'hydra'}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "params.json").read_text())
+    assert report["mode"] == "optimize" and report["optimizer"] == "p_saga" and len(report["matches"]) == 3
+    wavs = {m["match_wav"] for m in report["matches"]}
+    assert len(wavs) == 3  # three inputs named kick: three distinct outputs
+    for m in report["matches"]:
+        assert m["final_loss"] > 0 and m["best_restart"] in (0, 1) and m["steps"] == 3
+        assert set(m["theta"]) == {"am_rate", "fm_rate"}
+        audio, sr = sf.read(str(out / m["match_wav"]))
+        assert sr == 8192 and audio.shape == (8192,)
+    rows = list(csv.reader((out / "loss_curves.csv").open()))
+    assert len(rows) == 4 and len(rows[0]) == 4 and (out / "loss_curves.png").stat().st_size > 0
+    assert list(csv.reader((out / "params.csv").open()))[0][-1] == "final_loss"
+
+
+def _match_cfg(tmp_path, overrides):
+    return compose_cfg(["mode=optimize", "optimize.progress=false", f"input={_inputs(tmp_path / 'in')}",
+                        f"out={tmp_path / 'out'}", *overrides], tmp_path, config_name="match")
+
+
+def test_match_optimize_starts_from_the_checkpoint(trained, tmp_path):
+    from scraplab.cli.checkpoint import load_encoder
+    from scraplab.cli.match import match_optimize
+    from scraplab.data.wav_folder import list_audio, load_audio
+    import torch
+
+    cfg = _match_cfg(tmp_path, [f"ckpt={trained}", "loss=mss", "optimize.optimizer=adam", "optimize.steps=1",
+                                "optimize.restarts=1", "optimize.lr=1e-6"])
+    records = match_optimize(cfg)
+    synth, encoder, _ = load_encoder(trained)
+    x = torch.stack([load_audio(f, synth.sample_rate, synth.n_samples) for f in list_audio(tmp_path / "in")])
+    with torch.no_grad():
+        theta = encoder(x)
+    got = torch.tensor([[r["theta"][n] for n in synth.param_names] for r in records])
+    torch.testing.assert_close(got, theta, atol=1e-4, rtol=0)  # one tiny step away from the encoder's θ
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["loss=mss"], "needs a synth"),
+    ([*SHORT_CHIRPLET, "loss=mss", "optimize.optimizer=p_adam"], "path-aware and needs a path loss"),
+    ([*SHORT_CHIRPLET, "loss=mss", "optimize.optimizer=sgd"], "optimize.optimizer must be one of"),
+    ([*SHORT_CHIRPLET, "loss=mss", "batch_size=-1"], "batch_size must be >= 1"),
+])
+def test_match_optimize_bad_settings_are_named(tmp_path, overrides, match):
+    from scraplab.cli.match import match_optimize
+
+    with pytest.raises(ValueError, match=match):
+        match_optimize(_match_cfg(tmp_path, overrides))
+
+
+def test_match_encoder_mode_refuses_a_bad_batch_size(trained, tmp_path):
+    from scraplab.cli.match import match
+
+    with pytest.raises(ValueError, match="batch_size"):
+        match(str(trained), str(_inputs(tmp_path / "in")), str(tmp_path / "out"), batch_size=-1)
