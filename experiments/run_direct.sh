@@ -17,6 +17,8 @@
 # * The full JTFS (323 paths, 2–4 s of CPU per example-step, ~60× a SCRAPL path) runs on the first 8 targets,
 #   seed 0, 60 steps (the cosine over 60): the same start and render seeds as every arm's seed 0 there, so the
 #   comparison on those targets is paired. 3 seeds × 32 targets × 250 steps would take ~23 CPU hours for granular.
+# * chirplet runs 150 steps (JTFS 40): the 6-target sweep had it at 15–17 ‰ by step 150 (lr 0.05), and the 2-core
+#   budget of a session could not hold 250 for both synths (ARGS_chirplet / ARGS_granular change either).
 # Raw per-arm files go to $RAW (default outputs/direct); the aggregation refuses raw files of different commits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,9 @@ SYNTHS=${SYNTHS:-granular chirplet}
 ARMS=${ARMS:-jtfs scrapl_thetais scrapl_psaga scrapl_padam mss_linear mss_loglin mss_random}
 RAW=${RAW:-outputs/direct}
 JOBS=${JOBS:-2}
+ARGS_granular=${ARGS_granular:-}
+ARGS_chirplet=${ARGS_chirplet:---steps 150 --jtfs-steps 40}
+export ARGS_granular ARGS_chirplet
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 if [[ -n $(git status --porcelain --untracked-files=no) ]]; then
   echo "uncommitted changes: commit first, so that the results name the code that made them" >&2
@@ -32,8 +37,8 @@ fi
 rm -rf "$RAW"  # never mix raw files of an earlier run (or other code) into the tables
 mkdir -p "$RAW"
 for synth in $SYNTHS; do for arm in $ARMS; do echo "$synth $arm"; done; done |
-  xargs -P "$JOBS" -L 1 bash -c 'python experiments/direct_optimization.py run --synth "$0" --arm "$1" \
-    --out '"$RAW"' > '"$RAW"'/"$0"_"$1".log 2>&1 && echo "$(date -u +%H:%M:%S) done $0 $1"'
+  xargs -P "$JOBS" -L 1 bash -c 'args=ARGS_$0; python experiments/direct_optimization.py run --synth "$0" \
+    --arm "$1" ${!args} --out '"$RAW"' > '"$RAW"'/"$0"_"$1".log 2>&1 && echo "$(date -u +%H:%M:%S) done $0 $1"'
 for synth in $SYNTHS; do
   python experiments/direct_optimization.py aggregate --synth "$synth" --raw "$RAW" --out experiments/results
 done
