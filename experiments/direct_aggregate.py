@@ -138,7 +138,7 @@ def plot(res: dict, file: Path) -> None:
         for arm in ORDER:
             if arm in res["arms"]:
                 a = res["arms"][arm]
-                ax.plot(a["curve_steps"], a["curve_per_param"][u], label=LABELS[arm],
+                ax.plot(a["curve_steps"], a["curve_per_param"][u], label=LABELS[arm].replace("𝒫", "P"),  # font
                         lw=2 if arm.startswith("scrapl") else 1.2, ls="--" if arm == "jtfs" else "-")
         ax.set_title(f"{res['synth']}: {name}")
         ax.set_xlabel("step")
