@@ -26,7 +26,7 @@ from direct_optimization import build_synth, provenance  # noqa: E402
 
 
 @torch.no_grad()
-def landscapes(synth_name: str, center: float, n_points: int, n_seeds: int, mss_random_draws: int) -> dict:
+def landscapes(synth_name: str, center: list[float], n_points: int, n_seeds: int, mss_random_draws: int) -> dict:
     from scraplab.losses import SCRAPLLoss
     from scraplab.losses.scrapl import path_distance
     from scraplab.losses.spectral import MSSLoss, RandomMSSLoss, RevisitedMSSLoss
@@ -36,7 +36,9 @@ def landscapes(synth_name: str, center: float, n_points: int, n_seeds: int, mss_
     first = SCRAPLLoss(shape=synth.n_samples, first_order=True, **jtfs_kw)  # + first order: the JTFS arm's set
     losses = {"mss_linear": MSSLoss(), "mss_loglin": MSSLoss(w_log_mag=1.0), "mss_revisited": RevisitedMSSLoss()}
     rnd = RandomMSSLoss(seed=0)
-    theta_star = torch.full((1, synth.n_params), center)
+    if len(center) not in (1, synth.n_params):
+        raise ValueError(f"--center takes 1 or {synth.n_params} values ({synth.param_names}), got {center}")
+    theta_star = torch.tensor([center * synth.n_params if len(center) == 1 else center], dtype=torch.float32)
     x = synth(theta_star, torch.tensor([7]))
     S_x = first.jtfs(x)  # (1, 1, P1, F', T')
     grid = np.linspace(0.02, 0.98, n_points)
@@ -68,7 +70,7 @@ def landscapes(synth_name: str, center: float, n_points: int, n_seeds: int, mss_
             "argmin": {k: float(grid[int(np.argmin(v))]) for k, v in vals.items()},
             "scrapl_band_normalised": band.tolist(),
             "paths_with_min_at_target_permille": float(1000 * np.mean(
-                np.abs(grid[np.argmin(per_path, axis=0)] - center) <= (grid[1] - grid[0]) * 1.01)),
+                np.abs(grid[np.argmin(per_path, axis=0)] - float(theta_star[0, u])) <= (grid[1] - grid[0]) * 1.01)),
         }
     return out
 
@@ -105,7 +107,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--synth", choices=("granular", "chirplet"), required=True)
     p.add_argument("--out", default="experiments/results")
-    p.add_argument("--center", type=float, default=0.5, help="target θ (every parameter)")
+    p.add_argument("--center", type=float, nargs="+", default=None,
+                   help="target θ: one value for every parameter or one per parameter (default: granular 0.5 0.75, "
+                        "an upward chirp, since MSS cannot tell the sign of a chirp rate; chirplet 0.5 0.5)")
     p.add_argument("--points", type=int, default=25)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--mss-random-draws", type=int, default=8)
@@ -113,7 +117,8 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     prov = provenance(sys.argv)
-    res = landscapes(a.synth, a.center, a.points, a.seeds, a.mss_random_draws)
+    center = a.center or {"granular": [0.5, 0.75], "chirplet": [0.5, 0.5]}[a.synth]
+    res = landscapes(a.synth, center, a.points, a.seeds, a.mss_random_draws)
     res["provenance"] = prov
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
