@@ -1,0 +1,123 @@
+"""Does one step of each loss move θ toward the target? Per-path gradient directions, measured.
+
+At the start θ of the direct-optimisation runs (seed 0) and for the first ``--targets`` targets, with a meso render
+seed, this computes the gradient w.r.t. θ of every SCRAPL path, of the full JTFS, and of each MSS variant, and
+reports, per synth parameter u:
+
+* ``toward``: the fraction of gradients whose descent step −g_u points toward the target (sign(θ*_u − θ_u)); for
+  SCRAPL under uniform π and under a θ-IS π (the π the direct experiment's ``scrapl_thetais`` arm used, read from its
+  raw file) the fractions are π-weighted over paths. 𝒫-Adam on a path visited for the first time steps by
+  sign(g) (m̂/√v̂ = g/|g|), so this fraction is what a 𝒫-Adam step gets right;
+* ``cos_full``: the π-weighted mean cosine between a path's gradient and the full JTFS gradient (2-D vectors);
+* ``rel_var``: the one-path estimator's relative variance E_π‖w_p g_p − ḡ‖² / ‖ḡ‖² with w_p = 1/(Pπ_p) for the
+  unbiased form (uniform: w = 1).
+
+    python experiments/direction_agreement.py --synth granular --probs outputs/direct/granular_scrapl_thetais.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling experiment script (not a package)
+from direct_optimization import build_synth, provenance, test_targets  # noqa: E402
+
+
+def _grad(fn, theta):
+    th = theta.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(fn(th), th)
+    return g.double()  # (T, U)
+
+
+def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int) -> dict:
+    from scraplab.losses import JTFSLoss, SCRAPLLoss
+    from scraplab.losses.spectral import MSSLoss, RandomMSSLoss
+    from scraplab.matching.optimize import initial_theta, render_seeds
+    synth = build_synth(synth_name)
+    theta_star, seeds = test_targets(synth, 32)
+    theta_star, seeds = theta_star[:n_targets].float(), seeds[:n_targets]
+    with torch.no_grad():
+        x = synth(theta_star, seeds)
+    theta0 = initial_theta(32, 1, synth.n_params, 0)[:n_targets, 0].float()  # seed 0's start (all arms)
+    rs = render_seeds(0, 0, torch.arange(n_targets))  # the first step's meso seeds of seed 0
+    toward = torch.sign(theta_star - theta0).double()  # (T, U)
+    scrapl = SCRAPLLoss(shape=synth.n_samples, **synth.jtfs_defaults)
+    P = scrapl.n_paths
+
+    def per_example(loss_call):
+        return lambda th: loss_call(synth(th, rs)).sum()
+
+    g_paths = torch.stack([_grad(per_example(lambda xh, p=p: scrapl(xh, x, paths=[p], reduction="none")), theta0)
+                           for p in range(P)])  # (P, T, U)
+    jt = JTFSLoss(shape=synth.n_samples, **synth.jtfs_defaults)
+    g_full = _grad(lambda th: sum(jt(synth(th[i:i + 4], rs[i:i + 4]), x[i:i + 4], reduction="none").sum()
+                                  for i in range(0, n_targets, 4)), theta0)  # chunks of 4: JTFS memory
+    g_scrapl_mean = g_paths.mean(0)
+    out = {"synth": synth_name, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
+
+    def direction_stats(g, w=None):  # g (K, T, U) gradients, w (K,) weights summing to 1
+        w = torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64) if w is None else w
+        ok = (torch.sign(-g) == toward[None]).double()  # (K, T, U)
+        frac = torch.einsum("k,ktu->u", w, ok) / g.shape[1]
+        return {n: float(frac[u]) for u, n in enumerate(synth.param_names)}
+
+    def cos_full(g, w):
+        c = torch.nn.functional.cosine_similarity(g, g_full[None].expand_as(g), dim=-1)  # (K, T)
+        return float(torch.einsum("k,kt->", w, c) / g.shape[1])
+
+    def rel_var(g, w, unbiased):
+        scale = (1.0 / (P * w)) if unbiased else torch.ones_like(w)
+        est = g * scale[:, None, None]
+        mean = torch.einsum("k,ktu->tu", w, est)
+        var = torch.einsum("k,kt->t", w, (est - mean[None]).square().sum(-1))
+        return float((var / mean.square().sum(-1).clamp_min(1e-300)).mean())
+
+    uni = torch.full((P,), 1.0 / P, dtype=torch.float64)
+    pis = {"uniform": uni}
+    if probs_file:
+        raw = json.loads(Path(probs_file).read_text())
+        pis["theta_is"] = torch.tensor(raw["probs"], dtype=torch.float64)
+    for name, w in pis.items():
+        out["arms"][f"scrapl_{name}"] = {"toward": direction_stats(g_paths, w), "cos_full": cos_full(g_paths, w),
+                                         "rel_var": rel_var(g_paths, w, unbiased=False),
+                                         "rel_var_unbiased": rel_var(g_paths, w, unbiased=True)}
+    out["arms"]["scrapl_path_mean"] = {"toward": direction_stats(g_scrapl_mean[None])}
+    out["arms"]["jtfs"] = {"toward": direction_stats(g_full[None])}
+    for name, loss in (("mss_linear", MSSLoss()), ("mss_loglin", MSSLoss(w_log_mag=1.0))):
+        g = _grad(lambda th: torch.stack([loss(synth(th, rs)[i:i + 1], x[i:i + 1]) for i in range(n_targets)]).sum(),
+                  theta0)
+        out["arms"][name] = {"toward": direction_stats(g[None]), "cos_full": cos_full(g[None], torch.ones(1).double())}
+    rnd = RandomMSSLoss(seed=0)
+    g = torch.stack([_grad(lambda th: torch.stack([rnd(synth(th, rs)[i:i + 1], x[i:i + 1])
+                                                   for i in range(n_targets)]).sum(), theta0) for _ in range(n_random)])
+    w = torch.full((n_random,), 1.0 / n_random, dtype=torch.float64)
+    out["arms"]["mss_random"] = {"toward": direction_stats(g, w), "cos_full": cos_full(g, w)}
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--synth", choices=("granular", "chirplet"), required=True)
+    p.add_argument("--targets", type=int, default=8)
+    p.add_argument("--probs", default=None, help="raw scrapl_thetais JSON of direct_optimization.py (its π)")
+    p.add_argument("--random-draws", type=int, default=16)
+    p.add_argument("--out", default="experiments/results")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    prov = provenance(sys.argv)
+    res = measure(a.synth, a.targets, a.probs, a.random_draws)
+    res["provenance"] = prov
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / f"direction_{a.synth}.json").write_text(json.dumps(res, indent=1))
+    for arm, v in res["arms"].items():
+        print(a.synth, arm, json.dumps({k: (round(x, 3) if isinstance(x, float) else
+                                            {n: round(y, 3) for n, y in x.items()}) for k, x in v.items()}))
+
+
+if __name__ == "__main__":
+    main()
