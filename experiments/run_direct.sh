@@ -17,7 +17,7 @@
 # * The full JTFS (323 paths, 2–4 s of CPU per example-step, ~60× a SCRAPL path) runs on the first 8 targets,
 #   seed 0, 60 steps (the cosine over 60): the same start and render seeds as every arm's seed 0 there, so the
 #   comparison on those targets is paired. 3 seeds × 32 targets × 250 steps would take ~23 CPU hours for granular.
-# * chirplet runs 150 steps (JTFS 40): the 6-target sweep had it at 15–17 ‰ by step 150 (lr 0.05), and the 2-core
+# * chirplet runs 100 steps (JTFS 30): the 6-target sweep had it at 37–58 ‰ by step 100 (lr 0.05–0.1), and the 2-core
 #   budget of a session could not hold 250 for both synths (ARGS_chirplet / ARGS_granular change either).
 # Raw per-arm files go to $RAW (default outputs/direct); the aggregation refuses raw files of different commits.
 set -euo pipefail
@@ -27,7 +27,7 @@ ARMS=${ARMS:-jtfs scrapl_thetais scrapl_psaga scrapl_padam mss_linear mss_loglin
 RAW=${RAW:-outputs/direct}
 JOBS=${JOBS:-2}
 ARGS_granular=${ARGS_granular:-}
-ARGS_chirplet=${ARGS_chirplet:---steps 150 --jtfs-steps 40}
+ARGS_chirplet=${ARGS_chirplet:---steps 100 --jtfs-steps 30}
 export ARGS_granular ARGS_chirplet
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 if [[ -n $(git status --porcelain --untracked-files=no) ]]; then
