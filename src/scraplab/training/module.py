@@ -136,6 +136,14 @@ class SoundMatchingModule(L.LightningModule):
         opts = self.trainer.optimizers if self._trainer is not None else []
         return opts[0] if opts and hasattr(opts[0], "set_paths") else None
 
+    def _encode(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        # Checked before the synth sees θ̂: its own θ check would report diverged weights as a bad input.
+        theta_hat = self.encoder(x)
+        if not bool(torch.isfinite(theta_hat).all()):
+            raise NonFiniteLossError(f"non-finite encoder output θ̂ in {stage} at global step {self.global_step} "
+                                     "(the weights diverged: lower optim.lr)")
+        return theta_hat
+
     def _name(self, stage: str, key: str) -> str:
         return f"{self.metric_prefix.get(stage, stage)}/{key}"
 
@@ -151,7 +159,7 @@ class SoundMatchingModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x, theta = self._targets(batch)
-        theta_hat = self.encoder(x)
+        theta_hat = self._encode(x, "train")
         self._paths = []
         if self.on_params:
             loss = self.loss(theta_hat, theta)
@@ -185,7 +193,7 @@ class SoundMatchingModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
         x, theta = self._targets(batch)
-        theta_hat = self.encoder(x)
+        theta_hat = self._encode(x, stage)
         bs = x.shape[0]
         # final test only (not the untrained-encoder pass logged as init/...): the JTFS subset costs ~1.5 s per batch
         audio_metrics = stage == "test" and self.test_audio is not None and self._name(stage, "") == "test/"
