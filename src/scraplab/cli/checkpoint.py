@@ -36,10 +36,12 @@ def safe_load(path: str | Path) -> dict:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
-        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        lines = [line.strip() for line in str(err).splitlines()]
+        found = next((line for line in lines if "GLOBAL" in line), None)  # torch names the refused global
+        if found is None:  # any other unpickling failure is a damaged file
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({lines[0] if lines else err})") from None
         raise CheckpointError(f"checkpoint {path} was refused: it holds Python objects that a scraplab checkpoint "
-                              f"never contains ({detail.strip()})") from None
+                              f"never contains ({found})") from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None

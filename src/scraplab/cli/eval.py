@@ -18,8 +18,8 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from scraplab.cli.build import ConfigError, build_all
-from scraplab.cli.checkpoint import CheckpointError, SAFE_GLOBALS, load_checkpoint, run_config
-from scraplab.data.wav_folder import WavLoadError
+from scraplab.cli.checkpoint import SAFE_GLOBALS, load_checkpoint, run_config
+from scraplab.cli.status import classify, is_known
 from scraplab.paths import config_dir
 
 
@@ -56,9 +56,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         metrics = evaluate(cfg)
-    except (ConfigError, CheckpointError, WavLoadError) as err:
+    except Exception as err:
+        if not is_known(err):
+            raise
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2 if isinstance(err, ConfigError) else 1)
+        sys.exit(classify(err)[1])
     for key in sorted(k for k in metrics if k.startswith("test/") and k.count("/") == 1):
         print(f"{key}: {metrics[key]:.4g}")
     print(f"run folder: {metrics['run_dir']}")
