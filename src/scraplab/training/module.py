@@ -97,7 +97,6 @@ class SoundMatchingModule(L.LightningModule):
         self.metric_prefix: dict[str, str] = {}  # e.g. {"test": "init"} to log an evaluation under another name
         self.val_examples: dict[str, torch.Tensor] | None = None
         self._paths: list[int] = []
-        self._held_target: torch.Tensor | None = None
         self.strict_loading = False  # checkpoints hold no synth/loss buffers (see on_save_checkpoint)
         self.run_config: dict | None = None  # resolved run config, stored in checkpoints for eval.py / match.py
         self.test_audio = None
@@ -113,18 +112,12 @@ class SoundMatchingModule(L.LightningModule):
         else:
             with torch.no_grad():
                 x, theta = self.synth(batch["theta"], batch["seed"]), batch["theta"]
-        self._keep_target_alive(x)
         return x, theta
 
     def _seed_hat(self, seed: torch.Tensor, stage: str) -> torch.Tensor:
         if self.regime == "micro":
             return seed
         return mix_seed(seed, self.global_step if stage == "train" else _EVAL_STEP)
-
-    def _keep_target_alive(self, x: torch.Tensor) -> None:
-        # Losses may cache target coefficients keyed by (data_ptr, version); holding the previous target alive until
-        # the next one exists guarantees a new target never reuses the cached one's memory address.
-        self._held_target = x
 
     def _path_loss(self, x_hat: torch.Tensor, x: torch.Tensor, paths: list[int], weights: list[float]):
         if all(w == 1.0 for w in weights):
