@@ -14,6 +14,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from scraplab.cli.typecheck import check_int, check_node
 from scraplab.data.datamodule import build_datamodule
 from scraplab.models.encoder import Encoder
 from scraplab.training.module import path_count
@@ -97,7 +98,14 @@ def build_module(cfg: DictConfig, synth: Any, loss: Any, sampler: Any, encoder: 
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Start-up checks of plain values (before anything is built)."""
+    """Start-up checks of plain values (before anything is built): types first, then ranges."""
+    try:
+        if "seed" in cfg:
+            check_int(cfg.seed, "seed")
+        for group in ("synth", "loss", "sampler", "optim", "encoder", "data", "trainer", "module"):
+            check_node(cfg.get(group), group)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     trainer = cfg.get("trainer", {})
     for key in ("max_steps", "max_epochs"):
         value = trainer.get(key)

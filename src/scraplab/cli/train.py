@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from scraplab.cli.build import ConfigError, build_all, to_container
+from scraplab.cli.build import ConfigError, build_all, check_config, to_container
 from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
 from scraplab.cli.presets import check_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
@@ -164,8 +164,9 @@ def _write_metrics(out_dir: Path, metrics: dict) -> None:
 def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str, Any]:
     if rank_zero_only.rank == 0:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    L.seed_everything(int(cfg.seed), workers=True)
     try:
+        check_config(cfg)  # before the seed is used: seed=abc is a config error, not a traceback
+        L.seed_everything(int(cfg.seed), workers=True)
         objs = build_all(cfg)
     except (ValueError, TypeError, InstantiationException) as err:  # bad values: fail at start-up, naming the setting
         raise ConfigError(str(err)) from err
