@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any
 
 from hydra.utils import instantiate
@@ -78,14 +79,29 @@ def build_encoder(encoder_cfg: DictConfig, synth: Any) -> Encoder:
     return instantiate(encoder_cfg)(synth=synth)
 
 
+def synth_grad_mult(synth: Any) -> float:
+    """The synth's ``scrapl_grad_mult`` (declared on the Synth base), validated: a finite number > 0."""
+    value = getattr(synth, "scrapl_grad_mult", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{type(synth).__name__}.scrapl_grad_mult must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def resolved_grad_mult(optim_cfg: DictConfig, synth: Any, loss: Any) -> float | None:
+    """The ``grad_mult`` a run uses when ``optim.grad_mult`` is null (None when the optimizer has no such setting
+    or it is set): the synth's ``scrapl_grad_mult`` with a path loss (SCRAPL gradients w.r.t. the encoder are
+    ~1e-10…1e-7 with identity ρ, so with ``grad_mult`` 1 the 𝒫-Adam ε swamps the update: the authors use 1e8 for
+    granular/chirplet, 1 for the 808's log1p ρ), else 1."""
+    if "grad_mult" not in optim_cfg or optim_cfg.grad_mult is not None:
+        return None
+    return synth_grad_mult(synth) if path_count(loss) is not None else 1.0
+
+
 def build_optim(optim_cfg: DictConfig, synth: Any, loss: Any):
-    """The optimizer factory. An unset (null) ``grad_mult`` becomes the synth's ``scrapl_grad_mult`` when the loss
-    is a path loss (SCRAPL gradients w.r.t. the encoder are ~1e-10…1e-7 with identity ρ, so with ``grad_mult`` 1 the
-    𝒫-Adam ε swamps the update: the authors use 1e8 for granular/chirplet, 1 for the 808's log1p ρ), else 1."""
+    """The optimizer factory, with a null ``grad_mult`` resolved by :func:`resolved_grad_mult`."""
     factory = instantiate(optim_cfg)
-    unset = isinstance(factory, functools.partial) and factory.keywords.get("grad_mult", 0) is None
-    if unset:
-        mult = float(getattr(synth, "scrapl_grad_mult", 1.0)) if path_count(loss) is not None else 1.0
+    mult = resolved_grad_mult(optim_cfg, synth, loss)
+    if mult is not None and isinstance(factory, functools.partial):
         factory = functools.partial(factory.func, *factory.args, **{**factory.keywords, "grad_mult": mult})
     return factory
 

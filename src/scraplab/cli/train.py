@@ -28,9 +28,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from scraplab.cli.build import ConfigError, build_all, check_config, to_container
+from scraplab.cli.build import ConfigError, build_all, check_config, resolved_grad_mult, to_container
 from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
 from scraplab.cli.presets import check_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
@@ -171,6 +171,12 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
     except (ValueError, TypeError, InstantiationException) as err:  # bad values: fail at start-up, naming the setting
         raise ConfigError(str(err)) from err
     module, datamodule = objs["module"], objs["datamodule"]
+    mult = resolved_grad_mult(cfg.optim, objs["synth"], objs["loss"])
+    if mult is not None:  # the value used, not null, in config.yaml and in checkpoints
+        with open_dict(cfg):
+            cfg.optim.grad_mult = mult
+        if rank_zero_only.rank == 0:
+            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     module.run_config = to_container(cfg)
     _prepare_theta_is(objs, cfg)
     loggers = _instantiate_dict(cfg.get("logger"))
