@@ -69,3 +69,16 @@ def test_a_config_error_is_one_line_and_exit_code_2(tmp_path):
     proc = _cli(["synth=granular", "debug=tiny", "seed=abc"], tmp_path / "run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: seed must be an integer, got 'abc'" in proc.stderr
+
+
+def test_ranks_above_zero_neither_compute_theta_is_nor_write_run_files(tmp_path, monkeypatch):
+    from lightning.pytorch.utilities import rank_zero_only
+
+    monkeypatch.setenv("SCRAPLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    cfg = tiny_cfg("granular", "scrapl", tmp_path / "run", ["sampler=theta_is", "sampler.warmup.n_examples=2",
+                                                             "sampler.warmup.batch_size=2", "sampler.warmup.wait_s=0.5"])
+    with pytest.raises(TimeoutError, match="computed by rank 0"):
+        train(cfg)
+    assert not (tmp_path / "data").exists()  # rank 1 waited for rank 0's π instead of computing its own
+    assert not (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "config.yaml").exists()

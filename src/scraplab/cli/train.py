@@ -97,6 +97,8 @@ def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
 
     problem = theta_is_problem(objs, cfg)
     name = problem.pop("name")
+    if rank_zero_only.rank != 0:  # DDP: rank 0 computes and stores π, the other ranks wait for the file
+        problem["wait_s"] = float(sampler.warmup_settings.get("wait_s", 6 * 3600))
     probs = load_or_compute(name, problem.pop("settings"), **problem)
     sampler.set_probs(probs, source=f"theta_is/{name}")
 
