@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from scraplab.cli.checkpoint import CheckpointError, load_encoder, safe_load
+from scraplab.cli.eval import evaluate
 from scraplab.cli.train import train
 from scraplab.paths import repo_root
-from train_helpers import tiny_cfg
+from train_helpers import compose_cfg, tiny_cfg
 
 SCHEDULER = ("scheduler={_target_: torch.optim.lr_scheduler.LinearLR, _partial_: true, start_factor: 1.0, "
              "end_factor: 0.1, total_iters: 4}")
@@ -58,13 +59,12 @@ def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, trained):
     bad = _malicious(tmp_path / "evil.ckpt", marker)
     with pytest.raises(CheckpointError, match=r"evil.ckpt was refused"):
         safe_load(bad)
-    # resuming from it and evaluating it (through Lightning's own loader as well) refuse it too
+    # resuming from it and evaluating it refuse it too
     with pytest.raises(CheckpointError, match="evil.ckpt"):
         train(tiny_cfg("granular", "mss", tmp_path / "resume", [f"ckpt_path={bad}"]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(repo_root() / "eval.py"), f"ckpt={bad}",
-                           f"hydra.run.dir={tmp_path / 'eval'}"], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 4 and "evil.ckpt was refused" in proc.stderr and "Traceback" not in proc.stderr
+    ev = compose_cfg([f"ckpt={bad}"], tmp_path / "eval", "eval")
+    with pytest.raises(CheckpointError, match="evil.ckpt was refused"):
+        evaluate(ev)
     assert not marker.exists()
 
 

