@@ -31,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scraplab.cli.build import ConfigError, build_all, check_config, resolved_grad_mult, to_container
+from scraplab.cli import run_folder
 from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
 from scraplab.cli.presets import check_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
@@ -113,6 +114,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run: dict[str, Any] = {"trainer": None}
+    # Checked before anything is written: the folder may belong to another run (no metrics.json of ours there).
+    lock = run_folder.claim(out_dir) if rank_zero_only.rank == 0 else None
+    try:
+        run_folder.check_reuse(out_dir, cfg.get("ckpt_path"))
+    except ConfigError:
+        run_folder.release(lock)
+        raise
     previous = _install_sigterm()
     try:
         return _train(cfg, out_dir, start, run)
@@ -129,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        run_folder.release(lock)
 
 
 def _install_sigterm():
@@ -181,6 +190,11 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
             (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     module.run_config = to_container(cfg)
     _prepare_theta_is(objs, cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:  # refuses a corrupt or unsafe file with one line naming it, and a checkpoint of another synth
+        run_folder.check_same_synth(safe_load(ckpt_path), cfg, ckpt_path)
+    if rank_zero_only.rank == 0:
+        run_folder.keep_csv_rows(cfg)
     loggers = _instantiate_dict(cfg.get("logger"))
     # last.ckpt = the latest state (Lightning 2.6 alone leaves it at the last top-k save; see ModelCheckpoint)
     callbacks = latest_last_checkpoints(_instantiate_dict(cfg.get("callbacks")))
@@ -198,9 +212,6 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         metrics.update(_scalars({k: v for k, v in trainer.callback_metrics.items() if k.startswith("init/")}))
         module.metric_prefix = {}
 
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
-        safe_load(ckpt_path)  # refuses a corrupt or unsafe file with one line naming it
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
 
