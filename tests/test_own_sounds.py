@@ -67,6 +67,11 @@ def test_group_overrides_of_a_stored_config(tmp_path):
     assert "n_per_axis" not in cfg.data  # replaced, not merged
     with pytest.raises(ConfigError, match="data=nope.*options: synthetic, wav_folder"):
         apply_overrides(stored, ["data=nope"])
+    for overrides, match in ((["data=wav_folder"], "needs data.path=DIR"),
+                             (["data=wav_folder", f"data.path={tmp_path / 'nope'}"], "data.path: audio path .* does "
+                                                                                       "not exist")):
+        with pytest.raises(ConfigError, match=match):
+            train(compose_cfg(["synth=granular", *TINY, *overrides], tmp_path / "run"))
 
 
 def test_own_sounds_end_to_end_with_bad_files(tmp_path):

@@ -122,6 +122,8 @@ def check_config(cfg: DictConfig) -> None:
             check_node(cfg.get(group), group)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if cfg.get("data") is not None and "path" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "path"):
+        raise ConfigError("data=wav_folder needs data.path=DIR (a folder of audio one-shots)")
     trainer = cfg.get("trainer", {})
     for key in ("max_steps", "max_epochs"):
         value = trainer.get(key)
@@ -140,7 +142,10 @@ def build_all(cfg: DictConfig) -> dict[str, Any]:
     loss = build_loss(cfg.loss, synth)
     sampler = build_sampler(cfg.get("sampler"), loss)
     encoder = build_encoder(cfg.encoder, synth)
-    datamodule = build_datamodule(instantiate(cfg.data), synth)
+    try:
+        datamodule = build_datamodule(instantiate(cfg.data), synth)
+    except FileNotFoundError as err:  # a data.path that is missing or holds no audio
+        raise ConfigError(f"data.path: {err}") from None
     module = build_module(cfg, synth, loss, sampler, encoder)
     if getattr(loss, "on_params", False) and not datamodule.has_theta:
         raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder")
