@@ -148,7 +148,8 @@ def build_all(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"data.path: {err}") from None
     module = build_module(cfg, synth, loss, sampler, encoder)
     if getattr(loss, "on_params", False) and not datamodule.has_theta:
-        raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder")
+        raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder; "
+                          "use an audio loss (loss=scrapl, loss=mss, ...)")
     return {"synth": synth, "loss": loss, "sampler": sampler, "encoder": encoder, "datamodule": datamodule,
             "module": module}
 
