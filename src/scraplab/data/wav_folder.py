@@ -2,7 +2,8 @@
 
 Every file is read with soundfile, down-mixed to mono (channel mean), resampled to the synth's rate in plain torch
 (windowed-sinc polyphase, :func:`resample`), then right-zero-padded or cropped to the synth's length. Files are loaded
-once into memory (one-shots are short). Unreadable files raise :class:`WavLoadError` naming the file.
+once into memory (one-shots are short). Unreadable, empty or non-finite files raise one :class:`WavLoadError` naming
+every such file, or are skipped with a warning (``on_bad_file="skip"``, config ``data.on_bad_file``).
 """
 from __future__ import annotations
 
