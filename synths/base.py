@@ -76,7 +76,8 @@ class Synth(nn.Module):
 
     Subclasses set ``self.params`` (tuple of :class:`Param`) in ``__init__`` and implement
     ``render(phys, seed) -> (B, n_samples)``. Class attributes ``jtfs_defaults`` and ``cqt_defaults`` carry the loss
-    and encoder front-end settings the paper pairs with the synth (read by the training app, not by the synth).
+    and encoder front-end settings the paper pairs with the synth, ``scrapl_grad_mult`` the path-aware optimizers'
+    gradient multiplier (all read by the training app, not by the synth).
 
     Args:
         sample_rate: Hz.
@@ -89,6 +90,10 @@ class Synth(nn.Module):
 
     jtfs_defaults: ClassVar[dict] = {}
     cqt_defaults: ClassVar[dict] = {}
+    # Gradient multiplier of the path-aware optimizers (𝒫-Adam/𝒫-SAGA) with a path loss, used when optim.grad_mult is
+    # null: SCRAPL gradients with identity ρ are ~1e-10…1e-7, which ε would swamp (authors: 1e8; 1 with log1p ρ).
+    # Must be a finite number > 0 (checked by the training app, which writes the value used into the run config).
+    scrapl_grad_mult: ClassVar[float] = 1.0
 
     def __init__(self, sample_rate: int, n_samples: int, max_shift: int = 0, pre_delay: int = 0,
                  validate: bool = True) -> None:

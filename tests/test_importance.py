@@ -110,6 +110,37 @@ def test_load_or_compute_reuses_matching_settings(tmp_path):
     assert len(calls) > n  # different settings → recomputed
 
 
+def test_stored_pi_of_another_code_version_is_recomputed(tmp_path, monkeypatch):
+    import scraplab.sampling.importance as importance
+
+    enc, synth, loss, x = _toy()
+    calls = []
+    counting_loss = lambda xh, xx, p: (calls.append(p), loss(xh, xx, p))[1]
+    args = dict(encoder=_encoder_input(enc), synth_fn=synth, path_loss_fn=counting_loss, x=x, n_paths=P,
+                root=tmp_path, params=list(enc.parameters()), progress=False)
+    load_or_compute("toy", {"synth": "toy"}, **args)
+    stored = json.loads((tmp_path / "toy.json").read_text())["settings"]
+    assert stored["code_version"]["warmup"] == importance.WARMUP_VERSION
+    n = len(calls)
+    monkeypatch.setattr(importance, "WARMUP_VERSION", importance.WARMUP_VERSION + 1)
+    load_or_compute("toy", {"synth": "toy"}, **args)
+    assert len(calls) > n  # same settings, newer code: not reused
+
+
+def test_waiting_ranks_never_compute(tmp_path):
+    enc, synth, loss, x = _toy()
+    calls = []
+    counting_loss = lambda xh, xx, p: (calls.append(p), loss(xh, xx, p))[1]
+    args = dict(encoder=_encoder_input(enc), synth_fn=synth, path_loss_fn=counting_loss, x=x, n_paths=P,
+                root=tmp_path, params=list(enc.parameters()), progress=False)
+    with pytest.raises(TimeoutError, match="toy.pt"):
+        load_or_compute("toy", {"synth": "toy"}, wait_s=0.3, **args)
+    assert not calls and not (tmp_path / "toy.pt").exists()
+    pi = load_or_compute("toy", {"synth": "toy"}, **args)  # rank 0
+    n = len(calls)
+    assert torch.equal(load_or_compute("toy", {"synth": "toy"}, wait_s=0.3, **args), pi) and len(calls) == n
+
+
 def test_multi_batch_reductions():
     """eig_mean = mean of per-batch λ (paper's E_x); operator_mean = λ of the batch-averaged operator (code)."""
     torch.manual_seed(0)

@@ -39,6 +39,28 @@ def test_built_optimizer_applies_the_multiplier(tmp_path):
     assert opt.param_groups[0]["grad_mult"] == 1e8
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1e8, "1e8", True])
+def test_the_synths_grad_mult_is_declared_and_validated(bad, tmp_path):
+    from scraplab.cli.build import ConfigError, synth_grad_mult
+    from scraplab.synths.base import Synth
+
+    assert Synth.scrapl_grad_mult == 1.0 and "scrapl_grad_mult" in vars(Synth)  # declared on the base
+    synth = GranularSynth(n_samples=8192)
+    synth.scrapl_grad_mult = bad
+    with pytest.raises(ConfigError, match=r"GranularSynth.scrapl_grad_mult must be a finite number > 0"):
+        synth_grad_mult(synth)
+
+
+def test_the_grad_mult_used_is_written_into_the_saved_config(tmp_path):
+    import yaml
+
+    metrics = train(tiny_cfg("granular", "scrapl", tmp_path, ["optim=p_saga", "trainer.max_steps=2"]))
+    assert metrics["status"] == "ok"
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["grad_mult"] == 1e8
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["scraplab_config"]["optim"]["grad_mult"] == 1e8
+
+
 def test_test_audio_metrics_keys_and_values():
     synth = GranularSynth(n_samples=8192)
     m = TestAudioMetrics(synth, jtfs_paths=4)

@@ -1,4 +1,5 @@
 """SCRAPL loss: zero on identical inputs, unbiasedness by enumeration, determinism, caching, bad input."""
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,60 @@ def test_target_cache_is_not_fooled_by_reused_memory(loss64):
         expect = (S_hat - S).flatten(1).norm(dim=1).mean()
         torch.testing.assert_close(loss64(x_hat, x, paths=3), expect)
         del x, x_hat
+
+
+@pytest.mark.parametrize("paths", ["12", [1.7], True, [True], 1.0, torch.tensor([1.0]), torch.tensor([[1]]),
+                                   np.array([0.5]), {3}])
+def test_paths_that_would_silently_become_other_paths_are_refused(paths):
+    loss = SCRAPLLoss(**KW)
+    x = torch.randn(1, N)
+    with pytest.raises(ValueError, match="paths must be a path index"):
+        loss(x, x, paths=paths)
+
+
+def test_numpy_and_tensor_path_indices_are_accepted(loss64):
+    x_hat, x = signals()
+    expect = loss64(x_hat, x, paths=[3])
+    for paths in (np.int64(3), torch.tensor(3), torch.tensor([3]), [np.int32(3)], [torch.tensor(3)], np.array([3])):
+        torch.testing.assert_close(loss64(x_hat, x, paths=paths), expect)
+    assert loss64.last_paths == [3]
+
+
+def test_input_dtypes_are_cast_up_or_refused_clearly():
+    loss = SCRAPLLoss(**KW)  # float32 filters
+    x_hat, x = signals(dtype=torch.float32)
+    expect = loss(x_hat, x, paths=[2])
+    with pytest.raises(ValueError, match="x_hat is torch.float64 but the loss computes in torch.float32"):
+        loss(x_hat.double(), x, paths=[2])
+    for low in (torch.float16, torch.bfloat16):  # autocast outputs: cast up, gradients flow back in their dtype
+        xh = x_hat.to(low).requires_grad_()
+        value = loss(xh, x.to(low), paths=[2])
+        assert value.dtype == torch.float32 and torch.isfinite(value)
+        torch.testing.assert_close(value, loss(xh.detach().float(), x.to(low).float(), paths=[2]))
+        value.backward()
+        assert xh.grad.dtype == low and torch.isfinite(xh.grad.float()).all()
+    torch.testing.assert_close(loss.double()(x_hat, x, paths=[2]).float(), expect, rtol=1e-4, atol=1e-6)
+
+
+def test_target_cache_sees_refills_that_bypass_the_version_counter(loss64):
+    x_hat, x = signals()
+    first = loss64(x_hat, x, paths=[4])
+    _, other = signals(seed=7)
+    for refill in (lambda: x.numpy().__setitem__(slice(None), other.numpy()),
+                   lambda: x.data.copy_(other)):
+        x.copy_(signals()[1])  # back to the original values
+        torch.testing.assert_close(loss64(x_hat, x, paths=[4]), first)
+        refill()
+        expect = (loss64.jtfs.forward_path(x_hat, 4) - loss64.jtfs.forward_path(other, 4)).flatten(1).norm(dim=1)
+        torch.testing.assert_close(loss64(x_hat, x, paths=[4]), expect.mean())
+
+
+def test_target_cache_is_reused_for_an_unchanged_target(loss64, monkeypatch):
+    x_hat, x = signals()
+    calls = []
+    real = loss64.jtfs.forward_paths
+    monkeypatch.setattr(loss64.jtfs, "forward_paths", lambda s, p: calls.append(list(p)) or real(s, p))
+    loss64(x_hat, x, paths=[1, 2])
+    loss64(x_hat + 1.0, x, paths=[2])  # same target (also a copy of it): no new target transform
+    loss64(x_hat, x.clone(), paths=[1])
+    assert calls == [[1, 2], [1, 2], [2], [1]]  # (prediction, target), then predictions only

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from scraplab.cli.typecheck import check_int, check_node
 from scraplab.data.datamodule import build_datamodule
 from scraplab.models.encoder import Encoder
 from scraplab.training.module import path_count
@@ -77,14 +79,29 @@ def build_encoder(encoder_cfg: DictConfig, synth: Any) -> Encoder:
     return instantiate(encoder_cfg)(synth=synth)
 
 
+def synth_grad_mult(synth: Any) -> float:
+    """The synth's ``scrapl_grad_mult`` (declared on the Synth base), validated: a finite number > 0."""
+    value = getattr(synth, "scrapl_grad_mult", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{type(synth).__name__}.scrapl_grad_mult must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def resolved_grad_mult(optim_cfg: DictConfig, synth: Any, loss: Any) -> float | None:
+    """The ``grad_mult`` a run uses when ``optim.grad_mult`` is null (None when the optimizer has no such setting
+    or it is set): the synth's ``scrapl_grad_mult`` with a path loss (SCRAPL gradients w.r.t. the encoder are
+    ~1e-10…1e-7 with identity ρ, so with ``grad_mult`` 1 the 𝒫-Adam ε swamps the update: the authors use 1e8 for
+    granular/chirplet, 1 for the 808's log1p ρ), else 1."""
+    if "grad_mult" not in optim_cfg or optim_cfg.grad_mult is not None:
+        return None
+    return synth_grad_mult(synth) if path_count(loss) is not None else 1.0
+
+
 def build_optim(optim_cfg: DictConfig, synth: Any, loss: Any):
-    """The optimizer factory. An unset (null) ``grad_mult`` becomes the synth's ``scrapl_grad_mult`` when the loss
-    is a path loss (SCRAPL gradients w.r.t. the encoder are ~1e-10…1e-7 with identity ρ, so with ``grad_mult`` 1 the
-    𝒫-Adam ε swamps the update: the authors use 1e8 for granular/chirplet, 1 for the 808's log1p ρ), else 1."""
+    """The optimizer factory, with a null ``grad_mult`` resolved by :func:`resolved_grad_mult`."""
     factory = instantiate(optim_cfg)
-    unset = isinstance(factory, functools.partial) and factory.keywords.get("grad_mult", 0) is None
-    if unset:
-        mult = float(getattr(synth, "scrapl_grad_mult", 1.0)) if path_count(loss) is not None else 1.0
+    mult = resolved_grad_mult(optim_cfg, synth, loss)
+    if mult is not None and isinstance(factory, functools.partial):
         factory = functools.partial(factory.func, *factory.args, **{**factory.keywords, "grad_mult": mult})
     return factory
 
@@ -97,7 +114,16 @@ def build_module(cfg: DictConfig, synth: Any, loss: Any, sampler: Any, encoder: 
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Start-up checks of plain values (before anything is built)."""
+    """Start-up checks of plain values (before anything is built): types first, then ranges."""
+    try:
+        if "seed" in cfg:
+            check_int(cfg.seed, "seed")
+        for group in ("synth", "loss", "sampler", "optim", "encoder", "data", "trainer", "module"):
+            check_node(cfg.get(group), group)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.get("data") is not None and "path" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "path"):
+        raise ConfigError("data=wav_folder needs data.path=DIR (a folder of audio one-shots)")
     trainer = cfg.get("trainer", {})
     for key in ("max_steps", "max_epochs"):
         value = trainer.get(key)
@@ -116,10 +142,14 @@ def build_all(cfg: DictConfig) -> dict[str, Any]:
     loss = build_loss(cfg.loss, synth)
     sampler = build_sampler(cfg.get("sampler"), loss)
     encoder = build_encoder(cfg.encoder, synth)
-    datamodule = build_datamodule(instantiate(cfg.data), synth)
+    try:
+        datamodule = build_datamodule(instantiate(cfg.data), synth)
+    except FileNotFoundError as err:  # a data.path that is missing or holds no audio
+        raise ConfigError(f"data.path: {err}") from None
     module = build_module(cfg, synth, loss, sampler, encoder)
     if getattr(loss, "on_params", False) and not datamodule.has_theta:
-        raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder")
+        raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder; "
+                          "use an audio loss (loss=scrapl, loss=mss, ...)")
     return {"synth": synth, "loss": loss, "sampler": sampler, "encoder": encoder, "datamodule": datamodule,
             "module": module}
 

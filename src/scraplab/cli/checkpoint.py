@@ -1,6 +1,12 @@
-"""Read a training checkpoint back: its stored run config, and the synth + encoder it was trained for."""
+"""Read a training checkpoint back: its stored run config, and the synth + encoder it was trained for.
+
+Checkpoints are untrusted input (shared runs, downloads): they are unpickled with ``weights_only=True``, which
+refuses any Python object outside torch's tensor/container set plus :data:`SAFE_GLOBALS`.
+"""
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -8,14 +14,44 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scraplab.cli.build import build_encoder, build_synth
+from scraplab.cli.presets import apply_overrides
+
+# Globals allowed beyond torch's weights-only set. The app writes checkpoints of tensors, numbers, strings and
+# plain containers only (module.on_save_checkpoint stores the RNG states as tensors and tuples), so none is needed;
+# tests/test_checkpoint_safety.py checks that every checkpoint kind the app writes loads with this list.
+SAFE_GLOBALS: list[Any] = []
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt, truncated or holds objects outside the allow-list; names the file."""
+
+
+def safe_load(path: str | Path) -> dict:
+    """``torch.load`` of a checkpoint with ``weights_only=True`` and :data:`SAFE_GLOBALS`; one clear
+    :class:`CheckpointError` naming the file for anything that is not a loadable checkpoint."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines()]
+        found = next((line for line in lines if "GLOBAL" in line), None)  # torch names the refused global
+        if found is None:  # any other unpickling failure is a damaged file
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({lines[0] if lines else err})") from None
+        raise CheckpointError(f"checkpoint {path} was refused: it holds Python objects that a scraplab checkpoint "
+                              f"never contains ({found})") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no state_dict)")
+    return ckpt
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    # weights_only=False: the checkpoint holds RNG states and plain config containers written by this app.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return safe_load(path)
 
 
 def run_config(ckpt: dict, ckpt_path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -29,7 +65,7 @@ def run_config(ckpt: dict, ckpt_path: str | Path, overrides: Sequence[str] = ())
             raise FileNotFoundError(f"checkpoint {ckpt_path} holds no run config and {candidate} does not exist")
         cfg = OmegaConf.load(candidate)
     if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = apply_overrides(cfg, list(overrides))
     return cfg  # type: ignore[return-value]
 
 

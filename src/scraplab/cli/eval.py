@@ -1,20 +1,25 @@
 """``python eval.py ckpt=RUN/checkpoints/best.ckpt``: test a trained checkpoint on its run's test split.
 
-The run's resolved config is read from the checkpoint; ``overrides=[...]`` (dotlist) change it, e.g. another data
-split or ``data._target_``. Writes ``metrics.json`` (``test/*``) in the new run folder and returns the metrics.
+The run's resolved config is read from the checkpoint; ``overrides=[...]`` change it: ``GROUP=OPTION`` replaces a
+group with one of its option files (``data=wav_folder``), ``a.b=value`` sets a value (``data.path=DIR``). Writes
+``metrics.json`` (``test/*``, ``status``) in the new run folder and returns the metrics.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from scraplab.cli.build import build_all
-from scraplab.cli.checkpoint import load_checkpoint, run_config
+from scraplab.cli.build import ConfigError, build_all
+from scraplab.cli.checkpoint import SAFE_GLOBALS, load_checkpoint, run_config
+from scraplab.cli.status import classify, is_known
 from scraplab.paths import config_dir
 
 
@@ -24,21 +29,38 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.update(run_cfg, "paths.output_dir", str(out_dir), force_add=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
-    L.seed_everything(int(run_cfg.get("seed", 0)), workers=True)
-    objs = build_all(run_cfg)
+    try:
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
+        L.seed_everything(int(run_cfg.get("seed", 0)), workers=True)
+        objs = build_all(run_cfg)
+    except (ValueError, InstantiationException, TypeError) as err:
+        raise ConfigError(f"{err} (checkpoint {ckpt_path}, overrides {list(cfg.get('overrides') or [])})") from err
+    except Exception as err:  # e.g. a ??? value the overrides left unset
+        if type(err).__module__.startswith("omegaconf"):
+            raise ConfigError(f"{err} (checkpoint {ckpt_path})") from err
+        raise
+    # inference_mode=False: no_grad instead, as in training (losses with target caches read tensor state that
+    # inference tensors do not have).
     trainer = L.Trainer(accelerator=run_cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                        enable_checkpointing=False, default_root_dir=str(out_dir))
-    trainer.test(objs["module"], datamodule=objs["datamodule"], ckpt_path=ckpt_path, verbose=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    metrics.update({"checkpoint": ckpt_path, "run_dir": str(out_dir)})
+                        enable_checkpointing=False, default_root_dir=str(out_dir), inference_mode=False)
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        trainer.test(objs["module"], datamodule=objs["datamodule"], ckpt_path=ckpt_path, verbose=False,
+                     weights_only=True)
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    metrics.update({"status": "ok", "checkpoint": ckpt_path, "run_dir": str(out_dir)})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    metrics = evaluate(cfg)
+    try:
+        metrics = evaluate(cfg)
+    except Exception as err:
+        if not is_known(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(classify(err)[1])
     for key in sorted(k for k in metrics if k.startswith("test/") and k.count("/") == 1):
         print(f"{key}: {metrics[key]:.4g}")
     print(f"run folder: {metrics['run_dir']}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,21 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from scraplab.cli.build import ConfigError, build_all, to_container
+from scraplab.cli.build import ConfigError, build_all, check_config, resolved_grad_mult, to_container
+from scraplab.cli import run_folder
+from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
+from scraplab.cli.presets import check_cpu_preset
+from scraplab.cli.status import RunInterrupted, classify, is_known
 from scraplab.metrics.cost import StepCostCallback
 from scraplab.paths import config_dir
 from scraplab.training.callbacks import latest_last_checkpoints
-from scraplab.training.module import NonFiniteLossError
 
 
 def _instantiate_dict(cfg: DictConfig | None) -> list[Any]:
@@ -90,32 +98,113 @@ def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
 
     problem = theta_is_problem(objs, cfg)
     name = problem.pop("name")
+    if rank_zero_only.rank != 0:  # DDP: rank 0 computes and stores π, the other ranks wait for the file
+        problem["wait_s"] = float(sampler.warmup_settings.get("wait_s", 6 * 3600))
     probs = load_or_compute(name, problem.pop("settings"), **problem)
     sampler.set_probs(probs, source=f"theta_is/{name}")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job; returns the metrics written to ``metrics.json``. Raises on bad config or NaN."""
+    """Run one training job; returns the metrics written to ``metrics.json``.
+
+    Any failure also writes ``metrics.json`` (``status``: see :mod:`scraplab.cli.status`, ``error``, ``steps``,
+    ``last_good_checkpoint``) before the exception propagates; SIGTERM raises :class:`RunInterrupted`.
+    """
     start = time.time()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    L.seed_everything(int(cfg.seed), workers=True)
+    run: dict[str, Any] = {"trainer": None}
+    # Checked before anything is written: the folder may belong to another run (no metrics.json of ours there).
+    lock = run_folder.claim(out_dir) if rank_zero_only.rank == 0 else None
     try:
+        run_folder.check_reuse(out_dir, cfg.get("ckpt_path"))
+    except ConfigError:
+        run_folder.release(lock)
+        raise
+    previous = _install_sigterm()
+    try:
+        return _train(cfg, out_dir, start, run)
+    except SystemExit as err:  # Lightning ends an interrupted fit with sys.exit (SIGTERMException, Ctrl-C)
+        signum = signal.SIGTERM if isinstance(err, SIGTERMException) else signal.SIGINT
+        raise _failed(RunInterrupted(signum), out_dir, start, run) from err
+    except KeyboardInterrupt as err:
+        raise _failed(RunInterrupted(signal.SIGINT), out_dir, start, run) from err
+    except Exception as err:
+        failure = _failed(err, out_dir, start, run)
+        if failure is err:
+            raise
+        raise failure from err
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        run_folder.release(lock)
+
+
+def _install_sigterm():
+    """SIGTERM → :class:`RunInterrupted` (Lightning alone turns it into a clean exit 0). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise RunInterrupted(signum)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _failed(err: BaseException, out_dir: Path, start: float, run: dict) -> BaseException:
+    """Write the failure's metrics.json (rank zero) and return the exception to raise (the message of a known
+    failure gains the last good checkpoint and the run folder)."""
+    status, _ = classify(err)
+    trainer = run.get("trainer")
+    ckpt = _checkpoint_callback(trainer) if trainer is not None else None
+    last = getattr(ckpt, "last_model_path", "") if ckpt else ""
+    metrics = {"run_dir": str(out_dir), "status": status, "error": f"{type(err).__name__}: {err}",
+               "last_good_checkpoint": last or None,
+               "steps": int(trainer.global_step) if trainer is not None else 0, "wall_s": time.time() - start}
+    _write_metrics(out_dir, {**run.get("metrics", {}), **metrics})
+    if status != "non-finite":
+        return err
+    return type(err)(f"{err}. Training stopped; last good checkpoint: {last or 'none yet'}; run folder: {out_dir}")
+
+
+def _write_metrics(out_dir: Path, metrics: dict) -> None:
+    if rank_zero_only.rank == 0:  # DDP: every rank runs this function, one file
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str, Any]:
+    if rank_zero_only.rank == 0:
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        check_config(cfg)  # before the seed is used: seed=abc is a config error, not a traceback
+        L.seed_everything(int(cfg.seed), workers=True)
         objs = build_all(cfg)
-    except (ValueError, InstantiationException) as err:  # bad values: fail at start-up, naming the setting
+    except (ValueError, TypeError, InstantiationException) as err:  # bad values: fail at start-up, naming the setting
         raise ConfigError(str(err)) from err
     module, datamodule = objs["module"], objs["datamodule"]
+    mult = resolved_grad_mult(cfg.optim, objs["synth"], objs["loss"])
+    if mult is not None:  # the value used, not null, in config.yaml and in checkpoints
+        with open_dict(cfg):
+            cfg.optim.grad_mult = mult
+        if rank_zero_only.rank == 0:
+            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     module.run_config = to_container(cfg)
     _prepare_theta_is(objs, cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:  # refuses a corrupt or unsafe file with one line naming it, and a checkpoint of another synth
+        run_folder.check_same_synth(safe_load(ckpt_path), cfg, ckpt_path)
+    if rank_zero_only.rank == 0:
+        run_folder.keep_csv_rows(cfg)
     loggers = _instantiate_dict(cfg.get("logger"))
     # last.ckpt = the latest state (Lightning 2.6 alone leaves it at the last top-k save; see ModelCheckpoint)
     callbacks = latest_last_checkpoints(_instantiate_dict(cfg.get("callbacks")))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    run["trainer"] = trainer
     for lg in loggers:
         lg.log_hyperparams(to_container(cfg))
 
     metrics: dict[str, Any] = {"run_dir": str(out_dir)}
+    run["metrics"] = metrics
     has_theta = datamodule.has_theta
     if cfg.get("eval_init", True) and not cfg.trainer.get("fast_dev_run"):
         module.metric_prefix = {"test": "init"}
@@ -123,24 +212,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update(_scalars({k: v for k, v in trainer.callback_metrics.items() if k.startswith("init/")}))
         module.metric_prefix = {}
 
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except NonFiniteLossError as err:
-        ckpt = _checkpoint_callback(trainer)
-        last = getattr(ckpt, "last_model_path", "") if ckpt else ""
-        metrics.update({"status": "non-finite", "error": str(err), "last_good_checkpoint": last or None,
-                        "steps": trainer.global_step, "wall_s": time.time() - start})
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        raise NonFiniteLossError(f"{err}. Training stopped; last good checkpoint: {last or 'none yet'}; "
-                                 f"run folder: {out_dir}") from err
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
 
     ckpt = _checkpoint_callback(trainer)
     best = getattr(ckpt, "best_model_path", "") if ckpt else ""
     test_ckpt = "best" if cfg.get("test_ckpt", "best") == "best" and best else None
-    if not cfg.trainer.get("fast_dev_run"):
-        trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
-    else:
-        trainer.test(module, datamodule=datamodule, verbose=False)
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        if not cfg.trainer.get("fast_dev_run"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False,
+                         weights_only=True if test_ckpt else None)
+        else:
+            trainer.test(module, datamodule=datamodule, verbose=False)
     metrics.update(_scalars({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}))
     optimizer = trainer.optimizers[0] if trainer.optimizers else None
     if optimizer is not None and hasattr(optimizer, "state_bytes"):
@@ -152,12 +235,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             metrics.update(cb.metrics())
     if module.test_audio is not None:
         metrics.update(module.test_audio.describe())
-    if module.history["step"]:
+    if module.history["step"] and rank_zero_only.rank == 0:
         (out_dir / "history.json").write_text(json.dumps(module.history))
     metrics.update({"status": "ok", "steps": int(trainer.global_step), "wall_s": time.time() - start,
                     "best_checkpoint": best or None, "tested_checkpoint": "best" if test_ckpt else "last",
                     "has_theta": has_theta})
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_metrics(out_dir, metrics)
     return metrics
 
 
@@ -173,9 +256,13 @@ def _summary(metrics: dict) -> str:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
+        hydra_cfg = HydraConfig.get()
+        check_cpu_preset(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
         metrics = train(cfg)
-    except (ConfigError, NonFiniteLossError) as err:
+    except Exception as err:
+        if not is_known(err):
+            raise  # unexpected: the traceback is the useful part (metrics.json says status "error")
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(classify(err)[1])
     print(_summary(metrics))
     return metrics.get("test/theta_l1_permille")

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from scraplab.data.synthetic import SPLITS, grid_splits, uniform_splits
-from scraplab.data.wav_folder import WavFolderDataset, list_audio
+from scraplab.data.wav_folder import BAD_FILE_POLICIES, WavFolderDataset, list_audio
 
 REGIMES = ("micro", "meso")
 
@@ -206,12 +206,16 @@ class WavDataModule(_BaseDataModule):
         synth_sample_rate, n_samples: files are resampled and padded/cropped to these.
         fractions: split fractions over the sorted file list, shuffled with ``split_seed``; with fewer than 3 files
             every split reuses all files (a smoke-test convenience, announced by a warning).
+        on_bad_file: ``error`` (one message listing every unusable file) or ``skip`` (warn and train on the rest).
     """
 
     def __init__(self, path: str, synth_sample_rate: int, n_samples: int, fractions: Sequence[float] = (0.6, 0.2, 0.2),
                  split_seed: int = 0, regime: str = "micro", batch_size: int = 8, num_workers: int = 0,
-                 shuffle_seed: int = 0, sample_rate: int | None = None) -> None:
+                 shuffle_seed: int = 0, sample_rate: int | None = None, on_bad_file: str = "error") -> None:
         super().__init__(batch_size, num_workers, shuffle_seed, regime, synth_sample_rate, sample_rate)
+        if on_bad_file not in BAD_FILE_POLICIES:
+            raise ValueError(f"data.on_bad_file must be one of {BAD_FILE_POLICIES}, got {on_bad_file!r}")
+        self.on_bad_file = on_bad_file
         if not path:
             raise ValueError("data=wav_folder needs data.path=DIR (a folder of WAV one-shots)")
         self.path, self.n_samples, self.fractions, self.split_seed = Path(path), int(n_samples), fractions, split_seed
@@ -221,7 +225,7 @@ class WavDataModule(_BaseDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        full = WavFolderDataset(self.files, self.sample_rate, self.n_samples)
+        full = WavFolderDataset(self.files, self.sample_rate, self.n_samples, on_bad_file=self.on_bad_file)
         n = len(full)
         if n < 3:
             import warnings

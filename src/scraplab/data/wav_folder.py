@@ -2,7 +2,8 @@
 
 Every file is read with soundfile, down-mixed to mono (channel mean), resampled to the synth's rate in plain torch
 (windowed-sinc polyphase, :func:`resample`), then right-zero-padded or cropped to the synth's length. Files are loaded
-once into memory (one-shots are short). Unreadable files raise :class:`WavLoadError` naming the file.
+once into memory (one-shots are short). Unreadable, empty or non-finite files raise one :class:`WavLoadError` naming
+every such file, or are skipped with a warning (``on_bad_file="skip"``, config ``data.on_bad_file``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+BAD_FILE_POLICIES = ("error", "skip")  # an unreadable, empty or non-finite file stops the run, or is left out
 
 
 class WavLoadError(RuntimeError):
@@ -100,11 +102,27 @@ class WavFolderDataset(Dataset):
     """
 
     def __init__(self, files: Sequence[str | Path], sample_rate: int, n_samples: int, seed_offset: int = 0,
-                 silence_threshold: float = 1e-6) -> None:
-        self.files = [Path(f) for f in files]
-        if not self.files:
+                 silence_threshold: float = 1e-6, on_bad_file: str = "error") -> None:
+        if on_bad_file not in BAD_FILE_POLICIES:
+            raise ValueError(f"data.on_bad_file must be one of {BAD_FILE_POLICIES}, got {on_bad_file!r}")
+        files = [Path(f) for f in files]
+        if not files:
             raise ValueError("WavFolderDataset needs at least one file")
-        self.audio = torch.stack([load_audio(f, sample_rate, n_samples) for f in self.files])  # (M, 1, N)
+        loaded, bad = [], []
+        for f in files:  # read every file first, so that one message lists all the bad ones
+            try:
+                loaded.append((f, load_audio(f, sample_rate, n_samples)))
+            except WavLoadError as err:
+                bad.append(str(err))
+        if bad and (on_bad_file == "error" or not loaded):
+            hint = " (data.on_bad_file=skip trains on the others)" if loaded else ""
+            raise WavLoadError(f"{len(bad)} of {len(files)} audio file(s) unusable{hint}: " + "; ".join(bad[:5])
+                               + ("; ..." if len(bad) > 5 else ""))
+        if bad:
+            warnings.warn(f"skipping {len(bad)} unusable audio file(s): " + "; ".join(bad[:5]), stacklevel=2)
+        self.skipped = len(bad)
+        self.files = [f for f, _ in loaded]
+        self.audio = torch.stack([a for _, a in loaded])  # (M, 1, N)
         silent = [str(f) for f, a in zip(self.files, self.audio) if float(a.abs().max()) < silence_threshold]
         if silent:  # keep them (a silent target is legal) but say so: nothing can be matched there
             warnings.warn(f"{len(silent)} silent file(s) in the data, e.g. {silent[0]}", stacklevel=2)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..scattering import JTFS
 from ..sampling.probs import check_probs
-from .checks import check_pair
+from .checks import as_paths, check_pair
 
 SCALINGS = ("norm", "paper")
 
@@ -80,8 +80,11 @@ class SCRAPLLoss(nn.Module):
     Shapes: ``x_hat`` and ``x`` are (B, N) or (B, C, N) float; channels are treated as extra examples.
     Returns a scalar: the batch mean of the (weighted, path-averaged) distances; with ``reduction="none"`` the
     per-example values (B,) (path- and channel-averaged), whose mean is that scalar.
-    The target ``x`` is never differentiated: its coefficients are computed without autograd and cached while
-    the same target tensor comes back (θ-IS power iterations, evaluations over all paths).
+    The target ``x`` is never differentiated: its coefficients are computed without autograd and cached while a
+    target with the same values comes back (θ-IS power iterations, evaluations over all paths).
+    Inputs of lower precision than the filters (float16/bfloat16, float32 into a float64 loss) are cast up; a
+    float64 input to a float32 loss is refused. ``paths``: an int, a NumPy integer, a 0-d/1-d integer tensor or a
+    sequence of ints; bools, floats and strings are refused.
     """
 
     def __init__(self, shape: int, J: int = 12, Q=(8, 2), J_fr: int = 3, Q_fr: int = 2,
@@ -124,13 +127,9 @@ class SCRAPLLoss(nn.Module):
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor, paths: Union[None, int, Sequence[int]] = None,
                 generator: Optional[torch.Generator] = None, reduction: str = "mean") -> torch.Tensor:
-        target, n_examples = x, _check_reduction(reduction, x_hat)
-        x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
-        if paths is None:
-            paths = self.draw(1, generator)
-        elif isinstance(paths, int):
-            paths = [paths]
-        paths = [int(p) for p in paths]
+        n_examples = _check_reduction(reduction, x_hat)
+        x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
+        paths = self.draw(1, generator) if paths is None else as_paths(paths)
         if not paths:
             raise ValueError("paths must not be empty")
         bad = [p for p in paths if not 0 <= p < self.n_paths]
@@ -138,7 +137,7 @@ class SCRAPLLoss(nn.Module):
             raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
         self.last_paths = paths
         S_hat = self._rho(self.jtfs.forward_paths(x_hat, paths))
-        S = self._target_coefficients(target, x, paths)
+        S = self._target_coefficients(x, paths)
         dist = path_distance(S_hat, S, self.scaling, self.n_paths)  # (B, k)
         if self.importance_weighted:
             w = 1.0 / (self.n_paths * self.probs[paths].to(dist.dtype))
@@ -150,7 +149,7 @@ class SCRAPLLoss(nn.Module):
         ``forward`` under uniform π). One first layer per signal, shared by every path. ``reduction`` as in
         ``forward``."""
         n_examples = _check_reduction(reduction, x_hat)
-        x_hat, x = check_pair(x_hat, x, self.jtfs.shape)
+        x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
         S_hat = self._rho(self.jtfs(x_hat))
         with torch.no_grad():
             S = self._rho(self.jtfs(x))
@@ -159,16 +158,21 @@ class SCRAPLLoss(nn.Module):
     def _rho(self, S):
         return torch.log1p(S / self.log1p_eps) if self.log1p else S
 
-    def _target_coefficients(self, target, x, paths):
-        # Same tensor object, unmodified since (its version counter), same module dtype: reuse. A strong
-        # reference is held, so a freed tensor's memory being reused cannot alias a stale entry.
-        key = (target._version, self.jtfs.psi1.dtype, self.jtfs.psi1.device)
-        if self._cache_key is None or self._cache_key[0] is not target or self._cache_key[1] != key:
-            self._cache_key, self._cache = (target, key), {}
+    def _target_coefficients(self, x, paths):
+        # Reused while the target's values are those the cached coefficients were computed from: compared against a
+        # private copy, so no way of refilling the tensor (in place, through .data or a NumPy view) goes unnoticed.
+        # The copy costs B·N samples; the comparison one pass over them.
+        x = x.detach()
+        if self._cache_key is None or not _same(self._cache_key, x):
+            self._cache_key, self._cache = x.clone(), {}
         missing = [p for p in dict.fromkeys(paths) if p not in self._cache]
         if missing:
             with torch.no_grad():
-                S = self._rho(self.jtfs.forward_paths(x.detach(), missing))
+                S = self._rho(self.jtfs.forward_paths(x, missing))
             for k, p in enumerate(missing):
                 self._cache[p] = S[:, k]
         return torch.stack([self._cache[p] for p in paths], dim=1)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)

@@ -53,6 +53,11 @@ def _dtype_name(d) -> str | None:
     return None if dt is None else str(dt).replace("torch.", "")
 
 
+class NonFiniteStateError(FloatingPointError):
+    """A step left NaN/Inf in the weights or in the optimizer state of the drawn paths (e.g. ``grad_mult`` so
+    large that g² overflows the state dtype); raised before anything is checkpointed."""
+
+
 class PathAdamSaga(Optimizer):
     """Path-wise Adam and SAGA followed by SGD with weight decay (see the module docstring for the exact rules).
 
@@ -241,6 +246,7 @@ class PathAdamSaga(Optimizer):
         else:
             div = max(1, n_seen + int((~seen_before).sum()) - 1)
         self._n_steps += 1
+        touched: list[torch.Tensor] = []
         for group in self.param_groups:
             lr, wd, mult = group["lr"], group["weight_decay"], group["grad_mult"]
             for p in group["params"]:
@@ -259,6 +265,7 @@ class PathAdamSaga(Optimizer):
                                                torch.zeros(1, dtype=torch.int64, device=p.device), g, one,
                                                torch.tensor([float(self._n_steps)], dtype=torch.float64))[0]
                     p.add_(direction + wd * p if wd else direction, alpha=-lr)
+                    touched.extend([p, *st.values()])
                     continue
                 dev_idx = idx.to(p.device)
                 old = None
@@ -286,6 +293,13 @@ class PathAdamSaga(Optimizer):
                     direction = (g_cur - old).mean(0) + avg
                     st["saga_sum"].add_((new.to(torch.float64) - old.to(torch.float64)).sum(0))
                 p.add_(direction + wd * p if wd else direction, alpha=-lr)
+                touched.append(p)  # and the drawn rows of the per-path tables; saga_sum is one tensor
+                touched.extend(t if name == "saga_sum" else t.index_select(0, dev_idx) for name, t in st.items())
+        # One device sync per step: non-finite state of the drawn paths must not be carried on (or checkpointed).
+        if touched and not bool(torch.stack([torch.isfinite(t).all() for t in touched]).all()):
+            raise NonFiniteStateError(
+                f"non-finite weights or optimizer state after optimizer step {self._n_steps} (path(s) {paths}, "
+                f"grad_mult={self.param_groups[0]['grad_mult']:g}): lower optim.grad_mult or optim.lr")
         if needs_paths:
             self._tau[idx] = k
             self._visited[idx] = True

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,6 +33,10 @@ import torch
 from tqdm.auto import tqdm
 
 from scraplab.sampling.sampler import _mix_seed, check_probs
+
+# Version of the warm-up computation, stored beside every π: a stored π is reused only by the version that made it.
+# Bump it when a change alters the computed values (1: method 'local', per-path seeded starts, eig_mean).
+WARMUP_VERSION = 1
 
 
 def _as_batches(x, synth_kwargs):
@@ -279,8 +284,11 @@ def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
 def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 20, tol: float = 1e-4, seed: int = 0,
                   min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean") -> dict:
     """The settings stored beside π (problem ``settings`` plus the numeric warm-up settings), JSON-normalised."""
+    from scraplab import __version__
+
     full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
-            "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": int(n_examples)}
+            "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": int(n_examples),
+            "code_version": {"warmup": WARMUP_VERSION, "scraplab": __version__}}
     return json.loads(json.dumps(full, sort_keys=True, default=str))
 
 
@@ -302,11 +310,15 @@ def store_probs(folder, name: str, record: dict, probs: torch.Tensor, vals: torc
 
 def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, x, n_paths: int, synth_kwargs=None,
                     n_iter: int = 20, tol: float = 1e-4, seed: int = 0, min_prob_frac: float = 0.0,
-                    batch_reduce: str = "eig_mean", root=None, progress: bool = True, **kw) -> torch.Tensor:
-    """π from ``<root>/theta_is/<name>.pt`` when its ``.json`` records the same settings, else computed and stored.
+                    batch_reduce: str = "eig_mean", root=None, progress: bool = True, wait_s: float | None = None,
+                    **kw) -> torch.Tensor:
+    """π from ``<root>/theta_is/<name>.pt`` when its ``.json`` records the same settings (and code version), else
+    computed and stored.
 
     ``settings`` must identify the problem (synth, loss/JTFS config, encoder init seed, data seed, ...); the numeric
-    warm-up settings and the example count are added here. ``root`` defaults to ``scraplab.paths.data_dir()``.
+    warm-up settings, the example count and the code version are added here. ``root`` defaults to
+    ``scraplab.paths.data_dir()``. ``wait_s``: never compute, wait up to that many seconds for another process
+    (DDP rank 0) to store π, then raise ``TimeoutError``.
     """
     from scraplab.paths import data_dir
 
@@ -314,8 +326,23 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
     n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])
     full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce)
     pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
-    if pt.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == full:
-        return check_probs(torch.load(pt, weights_only=True), n_paths)
+
+    def stored() -> torch.Tensor | None:
+        if pt.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == full:
+            return check_probs(torch.load(pt, weights_only=True), n_paths)
+        return None
+
+    if wait_s is not None:
+        deadline = time.monotonic() + float(wait_s)
+        while (probs := stored()) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"θ-IS: no π with this run's settings appeared at {pt} within {wait_s:g} s "
+                                   "(it is computed by rank 0)")
+            time.sleep(0.2)
+        return probs
+    probs = stored()
+    if probs is not None:
+        return probs
     vals = theta_importance(encoder, synth_fn, path_loss_fn, x, n_paths, synth_kwargs=synth_kwargs, n_iter=n_iter,
                             tol=tol, seed=seed, batch_reduce=batch_reduce, progress=progress, **kw)
     probs = probs_from_values(vals, min_prob_frac)

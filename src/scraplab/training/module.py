@@ -98,7 +98,6 @@ class SoundMatchingModule(L.LightningModule):
         self.metric_prefix: dict[str, str] = {}  # e.g. {"test": "init"} to log an evaluation under another name
         self.val_examples: dict[str, torch.Tensor] | None = None
         self._paths: list[int] = []
-        self._held_target: torch.Tensor | None = None
         self.strict_loading = False  # checkpoints hold no synth/loss buffers (see on_save_checkpoint)
         self.run_config: dict | None = None  # resolved run config, stored in checkpoints for eval.py / match.py
         self.test_audio = None
@@ -114,7 +113,6 @@ class SoundMatchingModule(L.LightningModule):
         else:
             with torch.no_grad():
                 x, theta = self.synth(batch["theta"], batch["seed"]), batch["theta"]
-        self._keep_target_alive(x)
         return x, theta
 
     def _seed_hat(self, seed: torch.Tensor, stage: str) -> torch.Tensor:
@@ -122,17 +120,20 @@ class SoundMatchingModule(L.LightningModule):
             return seed
         return mix_seed(seed, self.global_step if stage == "train" else _EVAL_STEP)
 
-    def _keep_target_alive(self, x: torch.Tensor) -> None:
-        # Losses may cache target coefficients keyed by (data_ptr, version); holding the previous target alive until
-        # the next one exists guarantees a new target never reuses the cached one's memory address.
-        self._held_target = x
-
     def _path_loss(self, x_hat: torch.Tensor, x: torch.Tensor, paths: list[int], weights: list[float]):
         return weighted_path_loss(self.loss, x_hat, x, paths, weights)
 
     def _path_optimizer(self):
         opts = self.trainer.optimizers if self._trainer is not None else []
         return opts[0] if opts and hasattr(opts[0], "set_paths") else None
+
+    def _encode(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        # Checked before the synth sees θ̂: its own θ check would report diverged weights as a bad input.
+        theta_hat = self.encoder(x)
+        if not bool(torch.isfinite(theta_hat).all()):
+            raise NonFiniteLossError(f"non-finite encoder output θ̂ in {stage} at global step {self.global_step} "
+                                     "(the weights diverged: lower optim.lr)")
+        return theta_hat
 
     def _name(self, stage: str, key: str) -> str:
         return f"{self.metric_prefix.get(stage, stage)}/{key}"
@@ -149,7 +150,7 @@ class SoundMatchingModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x, theta = self._targets(batch)
-        theta_hat = self.encoder(x)
+        theta_hat = self._encode(x, "train")
         self._paths = []
         if self.on_params:
             loss = self.loss(theta_hat, theta)
@@ -183,7 +184,7 @@ class SoundMatchingModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
         x, theta = self._targets(batch)
-        theta_hat = self.encoder(x)
+        theta_hat = self._encode(x, stage)
         bs = x.shape[0]
         # final test only (not the untrained-encoder pass logged as init/...): the JTFS subset costs ~1.5 s per batch
         audio_metrics = stage == "test" and self.test_audio is not None and self._name(stage, "") == "test/"
