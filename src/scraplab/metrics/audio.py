@@ -5,13 +5,13 @@
   It is exact but slow on CPU at paper sizes (P = 323 paths at N = 32768). ``paths`` selects a subset for CPU runs:
   an int k takes k evenly spaced paths (deterministic), a list takes those paths. The subset mean is then an
   estimate of the full distance (exact for k = P); reports must say which was used (``describe_paths``).
-* :func:`mss_distances` — per-example MSS distances with the repo's baselines (``scraplab.losses.spectral``): "MSS
+* :class:`MSSDistances` — per-example MSS distances with the repo's baselines (``scraplab.losses.spectral``): "MSS
   Linear" (``mss_lin``), "MSS Log + Linear" (``mss_log_lin``, the 808 table's MSS column) and "MSS Revisited"
   (``mss_rev``), each with the paper's default resolutions.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 
@@ -92,18 +92,3 @@ class MSSDistances(torch.nn.Module):
             raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must be equal (B, N) or (B, 1, N)")
         return {n: torch.stack([fn(x_hat[i:i + 1], x[i:i + 1]) for i in range(x.shape[0])])
                 for n, fn in self.losses.items()}
-
-
-def mss_distances(x_hat: torch.Tensor, x: torch.Tensor,
-                  names: Sequence[str] = ("mss_lin", "mss_log_lin", "mss_rev")) -> dict[str, torch.Tensor]:
-    """Functional form of :class:`MSSDistances` (builds the losses on each call; prefer the module in loops)."""
-    return MSSDistances(names).to(x.device)(x_hat, x)
-
-
-def audio_distances(x_hat: torch.Tensor, x: torch.Tensor, jtfs: Optional[SCRAPLLoss] = None,
-                    jtfs_paths: PathSpec = None, mss: Optional[MSSDistances] = None) -> dict[str, torch.Tensor]:
-    """All test-time audio distances per example: MSS ones plus ``"jtfs"`` when a JTFS loss is given."""
-    out = dict((mss or MSSDistances().to(x.device))(x_hat, x))
-    if jtfs is not None:
-        out["jtfs"] = jtfs_distance(jtfs, x_hat, x, jtfs_paths)
-    return out

@@ -115,11 +115,6 @@ class Encoder(nn.Module):
         return self.cnn(self.scalogram(x))
 
 
-def build_encoder(factory: Any, synth: Any) -> Encoder:
-    """Call an encoder config partial (``_partial_: true`` on :meth:`Encoder.for_synth`) for ``synth``."""
-    return factory(synth=synth)
-
-
 def n_weights(module: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -27,7 +27,7 @@ from torch import nn
 
 from scraplab.losses.scrapl import weighted_path_loss
 from scraplab.losses.spectral import MSSLoss
-from scraplab.training.metrics import theta_l1_permille
+from scraplab.metrics.theta import theta_l1_permille
 
 _EVAL_STEP = 987_654_321  # fixed "step" mixed into meso prediction seeds at validation/test
 
