@@ -10,7 +10,7 @@ import torch
 from scraplab.cli.checkpoint import CheckpointError, load_encoder, safe_load
 from scraplab.cli.eval import evaluate
 from scraplab.cli.train import train
-from scraplab.paths import repo_root
+from scraplab.locations import repo_root
 from train_helpers import compose_cfg, tiny_cfg
 
 SCHEDULER = ("scheduler={_target_: torch.optim.lr_scheduler.LinearLR, _partial_: true, start_factor: 1.0, "

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from scraplab.cli.build import ConfigError, build_encoder, build_loss, build_sampler, build_synth, check_config
 from scraplab.data.datamodule import build_datamodule
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 from train_helpers import compose_cfg
 
 GROUPS = ("synth", "loss", "sampler", "optim", "encoder", "data", "trainer", "logger", "callbacks", "experiment")

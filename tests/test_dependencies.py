@@ -5,7 +5,7 @@ import re
 import sys
 import tomllib
 
-from scraplab.paths import repo_root
+from scraplab.locations import repo_root
 
 
 def _top_level_imports(path) -> set[str]:

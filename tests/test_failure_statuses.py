@@ -12,7 +12,7 @@ from scraplab.cli.build import ConfigError
 from scraplab.cli.status import classify, is_known
 from scraplab.cli.train import train
 from scraplab.optim.path_adam_saga import NonFiniteStateError
-from scraplab.paths import repo_root
+from scraplab.locations import repo_root
 from scraplab.training.module import NonFiniteLossError
 from train_helpers import tiny_cfg
 

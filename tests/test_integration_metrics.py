@@ -10,7 +10,7 @@ from scraplab.cli.build import build_all
 from scraplab.cli.train import train
 from scraplab.metrics.audio import MSSDistances, jtfs_distance
 from scraplab.synths import GranularSynth, TR808Synth
-from scraplab.training.test_metrics import TestAudioMetrics
+from scraplab.training.eval_audio import EvalAudioMetrics
 from train_helpers import SHORT, compose_cfg, tiny_cfg
 
 
@@ -63,7 +63,7 @@ def test_the_grad_mult_used_is_written_into_the_saved_config(tmp_path):
 
 def test_test_audio_metrics_keys_and_values():
     synth = GranularSynth(n_samples=8192)
-    m = TestAudioMetrics(synth, jtfs_paths=4)
+    m = EvalAudioMetrics(synth, jtfs_paths=4)
     g = torch.Generator().manual_seed(0)
     theta = torch.rand(3, 2, generator=g)
     x = synth(theta, torch.arange(3))
@@ -80,19 +80,19 @@ def test_test_audio_metrics_keys_and_values():
     same = m(x, x)
     assert float(same[m.jtfs_key].abs().max()) < 1e-6 * float(out[m.jtfs_key].min())
     assert m.describe()["audio/jtfs_paths"] == m.paths and "4 of" in m.describe()["audio/jtfs_note"]
-    assert TestAudioMetrics(synth, mss=False, jtfs_paths=None).jtfs_key == f"audio/jtfs_all{n}"
+    assert EvalAudioMetrics(synth, mss=False, jtfs_paths=None).jtfs_key == f"audio/jtfs_all{n}"
 
 
 def test_tr808_gets_transient_decay_features():
     synth = TR808Synth(n_samples=8192)
-    m = TestAudioMetrics(synth, mss=False, jtfs_paths=0)
+    m = EvalAudioMetrics(synth, mss=False, jtfs_paths=0)
     x = synth(torch.full((2, synth.n_params), 0.5), torch.arange(2))
     x_hat = synth(torch.full((2, synth.n_params), 0.3), torch.arange(2))
     out = m(x_hat, x)
     assert m.jtfs is None and "audio/loudness_transient" in out and "audio/temporal_centroid" in out
     assert all(v.shape == (2,) for v in out.values())
     assert float(out["audio/loudness_decay"].sum()) > 0
-    assert not TestAudioMetrics(GranularSynth(n_samples=8192), jtfs_paths=0).features
+    assert not EvalAudioMetrics(GranularSynth(n_samples=8192), jtfs_paths=0).features
 
 
 def test_run_writes_cost_audio_distances_and_history(tmp_path):

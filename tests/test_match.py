@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from scraplab.cli.train import train
-from scraplab.paths import repo_root
+from scraplab.locations import repo_root
 from train_helpers import compose_cfg, tiny_cfg, tone, write_wav
 
 

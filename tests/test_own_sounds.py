@@ -15,7 +15,7 @@ from scraplab.cli.status import classify, is_known
 from scraplab.cli.train import train
 from scraplab.data.datamodule import WavDataModule, build_datamodule
 from scraplab.data.wav_folder import WavLoadError
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 from train_helpers import SHORT, TINY, compose_cfg, tone, write_wav
 
 SR = 8192  # granular's rate

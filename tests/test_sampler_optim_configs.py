@@ -4,7 +4,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 
 
 @pytest.mark.parametrize("name,cls", [("p_saga", "PathAdamSaga"), ("p_adam", "PathAdamSaga"), ("adamw", "AdamW"),

@@ -1,4 +1,4 @@
-"""`python -m scraplab.render synth=NAME n=N out=DIR` end to end, and every shipped synth config."""
+"""`scraplab render synth=NAME n=N out=DIR` end to end, and every shipped synth config."""
 import json
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from scraplab import render
-from scraplab.paths import config_dir
+from scraplab.cli import render
+from scraplab.locations import config_dir
 from scraplab.synths.base import Synth
 
 EXPECTED = {"granular": (8192, 32768, 2), "chirplet": (8192, 32768, 2), "tr808": (44100, 44100, 14)}
@@ -17,7 +17,7 @@ EXPECTED = {"granular": (8192, 32768, 2), "chirplet": (8192, 32768, 2), "tr808":
 
 def test_render_cli_end_to_end(tmp_path):
     out = tmp_path / "tr808"
-    proc = subprocess.run([sys.executable, "-m", "scraplab.render", "synth=tr808", "n=3", f"out={out}", "seed=11"],
+    proc = subprocess.run([sys.executable, "-m", "scraplab.cli", "render", "synth=tr808", "n=3", f"out={out}", "seed=11"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((out / "params.json").read_text())

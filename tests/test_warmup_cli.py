@@ -1,10 +1,10 @@
-"""``python -m scraplab.warmup``: path shards tile [0, P); sharded warm-up + merge gives the π that training loads."""
+"""``scraplab warmup``: path shards tile [0, P); sharded warm-up + merge gives the π that training loads."""
 import pytest
 import torch
 
 import scraplab.sampling.importance as importance
 from scraplab.cli.train import train
-from scraplab.warmup import main, shard_range
+from scraplab.cli.warmup import main, parse_args, shard_range
 from train_helpers import SHORT, TINY, tiny_cfg
 
 
@@ -20,10 +20,16 @@ def test_shard_ranges_tile_the_paths():
 
 
 def test_needs_exactly_one_mode():
-    with pytest.raises(SystemExit):
-        main(["--n-shards", "2"])
-    with pytest.raises(SystemExit):
-        main(["--n-shards", "2", "--shard", "0", "--merge"])
+    with pytest.raises(ValueError, match="exactly one of shard=K or merge=true"):
+        main(["n_shards=2"])
+    with pytest.raises(ValueError, match="exactly one of shard=K or merge=true"):
+        main(["n_shards=2", "shard=0", "merge=true"])
+    with pytest.raises(ValueError, match="missing n_shards"):
+        main(["shard=0"])
+    with pytest.raises(ValueError, match="bad value in 'shard=x'"):
+        main(["shard=x", "n_shards=2"])
+    assert parse_args(["shard=1", "n_shards=4", "synth=granular", "seed=3"]) == (1, False, 4, ["synth=granular",
+                                                                                              "seed=3"])
 
 
 @pytest.mark.slow
@@ -33,10 +39,10 @@ def test_sharded_warmup_merges_into_the_pi_training_loads(tmp_path, monkeypatch)
              "sampler.warmup.n_iter=1"]
     overrides = ["synth=granular", "loss=scrapl", *SHORT["granular"], *TINY, *extra]
     with pytest.raises(FileNotFoundError):
-        main(["--merge", "--n-shards", "2", *overrides])
+        main(["merge=true", "n_shards=2", *overrides])
     for k in range(2):
-        main(["--shard", str(k), "--n-shards", "2", *overrides])
-    pt = main(["--merge", "--n-shards", "2", *overrides])
+        main([f"shard={k}", "n_shards=2", *overrides])
+    pt = main(["merge=true", "n_shards=2", *overrides])
     merged = torch.load(pt, weights_only=True)
     assert merged.shape[0] > 1 and abs(float(merged.sum()) - 1) < 1e-9 and float(merged.std()) > 0
 
@@ -50,4 +56,4 @@ def test_sharded_warmup_merges_into_the_pi_training_loads(tmp_path, monkeypatch)
     torch.testing.assert_close(ckpt["sampler"]["base"].double(), merged)  # the run sampled from the merged π
     assert ckpt["sampler"]["probs_source"] == f"theta_is/{pt.stem}"
     with pytest.raises(ValueError, match="other settings"):
-        main(["--merge", "--n-shards", "2", *overrides[:-1], "sampler.warmup.n_iter=2"])
+        main(["merge=true", "n_shards=2", *overrides[:-1], "sampler.warmup.n_iter=2"])

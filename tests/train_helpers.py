@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 
 # Short synth lengths keep every synth fast on CPU while staying valid for its CQT (and JTFS) settings.
 SHORT = {"granular": ["synth.n_samples=8192"], "chirplet": ["synth.n_samples=8192", "synth.max_shift=256"],

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from scraplab.cli.build import ConfigError, build_all
 from scraplab.cli.checkpoint import SAFE_GLOBALS, load_checkpoint, run_config
 from scraplab.cli.status import classify, is_known
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

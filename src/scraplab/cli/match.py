@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from scraplab.cli.checkpoint import load_encoder
 from scraplab.data.wav_folder import list_audio, load_audio
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 
 OPTIMIZERS = ("adam", "p_adam", "p_saga")
 

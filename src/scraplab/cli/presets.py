@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from scraplab.cli.build import ConfigError
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 
 
 def check_cpu_preset(cfg: DictConfig, choices: Mapping[str, str | None], task_overrides: Sequence[str]) -> None:

@@ -36,7 +36,7 @@ from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
 from scraplab.cli.presets import check_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
 from scraplab.metrics.cost import StepCostCallback
-from scraplab.paths import config_dir
+from scraplab.locations import config_dir
 from scraplab.training.callbacks import latest_last_checkpoints
 
 

@@ -317,10 +317,10 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
 
     ``settings`` must identify the problem (synth, loss/JTFS config, encoder init seed, data seed, ...); the numeric
     warm-up settings, the example count and the code version are added here. ``root`` defaults to
-    ``scraplab.paths.data_dir()``. ``wait_s``: never compute, wait up to that many seconds for another process
+    ``scraplab.locations.data_dir()``. ``wait_s``: never compute, wait up to that many seconds for another process
     (DDP rank 0) to store π, then raise ``TimeoutError``.
     """
-    from scraplab.paths import data_dir
+    from scraplab.locations import data_dir
 
     folder = Path(root) if root is not None else data_dir() / "theta_is"
     n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])

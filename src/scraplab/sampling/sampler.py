@@ -81,7 +81,7 @@ class PathSampler:
         if probs_path is not None:
             path = Path(probs_path)
             if not path.is_absolute() and not path.exists():  # Hydra changes the CWD: try the data folder
-                from scraplab.paths import data_dir
+                from scraplab.locations import data_dir
                 path = data_dir() / path
             if not path.exists():
                 raise ValueError(f"probs_path {probs_path} not found (also looked under the data folder)")

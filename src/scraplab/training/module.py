@@ -69,7 +69,7 @@ class SoundMatchingModule(L.LightningModule):
         step_seed: if not None, the global torch RNG (dropout) is re-seeded from (step_seed, global step, rank) before
             every training step, so a resumed run repeats an uninterrupted one exactly (data-loader iterators
             draw from the global RNG at different moments in the two cases).
-        test_audio: keyword arguments of :class:`scraplab.training.test_metrics.TestAudioMetrics` (audio distances
+        test_audio: keyword arguments of :class:`scraplab.training.eval_audio.EvalAudioMetrics` (audio distances
             logged at the final test as ``test/audio/...``, not in the init pass); None disables them.
         eval_loss: log the training loss on the validation/test splits (``val/loss``, ``test/loss``); false skips
             it, e.g. for the full JTFS loss, which costs ~30–60 s per batch on a CPU.
@@ -102,8 +102,8 @@ class SoundMatchingModule(L.LightningModule):
         self.run_config: dict | None = None  # resolved run config, stored in checkpoints for eval.py / match.py
         self.test_audio = None
         if test_audio:
-            from scraplab.training.test_metrics import TestAudioMetrics
-            self.test_audio = TestAudioMetrics(synth, **test_audio)
+            from scraplab.training.eval_audio import EvalAudioMetrics
+            self.test_audio = EvalAudioMetrics(synth, **test_audio)
         self.history: dict[str, list] = {"step": [], "val/theta_l1_permille": []}  # written to history.json
 
     # ------------------------------------------------------------------------------------------------ helpers

@@ -1,19 +1,18 @@
 """θ-IS warm-up as a job array (paper §3.4): shard the paths, then merge into the π file training loads.
 
-    python -m scraplab.warmup --shard K --n-shards S  [train overrides, e.g. experiment=paper_granular seed=0]
-    python -m scraplab.warmup --merge --n-shards S    [the same overrides]
+    scraplab warmup shard=K n_shards=S  [train overrides, e.g. experiment=paper_granular seed=0]
+    scraplab warmup merge=true n_shards=S    [the same overrides]
 
 Each shard computes C_{u,p} for the contiguous path range [K·P/S, (K+1)·P/S) of the run's θ-IS problem (the same
 examples, untrained encoder and settings as ``python train.py ... sampler=theta_is``; see
 ``scraplab.cli.train.theta_is_problem``) and writes ``<data>/theta_is/shards/<name>/<K>of<S>.pt``. Each path's
 power iteration is seeded from (seed, p), so shards give exactly the values of one full run. ``--merge`` checks that
 the shards tile [0, P) with identical settings and writes ``<data>/theta_is/<name>.pt`` + ``.json``, which the
-training app then loads instead of computing π. On SLURM: ``--shard $SLURM_ARRAY_TASK_ID``, then one merge job
+training app then loads instead of computing π. On SLURM: ``shard=$SLURM_ARRAY_TASK_ID``, then one merge job
 (``--dependency=afterok``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from omegaconf import open_dict
 
 from scraplab.cli.build import build_all
 from scraplab.cli.train import theta_is_problem
-from scraplab.paths import config_dir, data_dir
+from scraplab.locations import config_dir, data_dir
 from scraplab.sampling.importance import (merge_shards, save_shard, store_probs, theta_importance,
                                           warmup_record)
 
@@ -56,20 +55,49 @@ def _problem(overrides: list[str]) -> dict:
     return problem
 
 
+USAGE = ("usage: scraplab warmup (shard=K | merge=true) n_shards=S [train overrides ...]\n\n"
+         "θ-IS warm-up as a job array: shard=K computes paths [K·P/S, (K+1)·P/S) of the problem that\n"
+         "`scraplab train OVERRIDES sampler=theta_is` would warm up; merge=true joins the S shards into the π file.\n"
+         "  shard=K        0-based shard index (compute)\n  merge=true     merge every shard into the π file\n"
+         "  n_shards=S     number of shards\n  OVERRIDES      train config overrides (Hydra syntax), e.g. experiment=paper_granular")
+
+
+def parse_args(argv: list[str]) -> tuple[int | None, bool, int, list[str]]:
+    """(shard, merge, n_shards, train overrides) from key=value tokens; ValueError naming the problem."""
+    shard, merge, n_shards, rest = None, False, None, []
+    for tok in argv:
+        key, sep, val = tok.partition("=")
+        try:
+            if key == "shard" and sep:
+                shard = int(val)
+            elif key == "n_shards" and sep:
+                n_shards = int(val)
+            elif key == "merge" and sep:
+                if val.lower() not in ("true", "false"):
+                    raise ValueError
+                merge = val.lower() == "true"
+            else:
+                rest.append(tok)
+        except ValueError:
+            raise ValueError(f"bad value in {tok!r}\n{USAGE}") from None
+    if n_shards is None:
+        raise ValueError(f"missing n_shards=S\n{USAGE}")
+    if merge == (shard is not None):
+        raise ValueError(f"give exactly one of shard=K or merge=true\n{USAGE}")
+    return shard, merge, n_shards, rest
+
+
 def main(argv: Optional[list[str]] = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-shards", type=int, required=True)
-    ap.add_argument("--shard", type=int, help="0-based shard index (compute)")
-    ap.add_argument("--merge", action="store_true", help="merge all shards into the π file")
-    ap.add_argument("overrides", nargs="*", help="train.py config overrides")
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.merge == (args.shard is not None):
-        ap.error("give exactly one of --shard K or --merge")
-    p = _problem(args.overrides)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        raise SystemExit(0)
+    shard, merge, n_shards, overrides = parse_args(argv)
+    p = _problem(overrides)
     folder = data_dir() / "theta_is"
     shard_dir = folder / "shards" / p["name"]
-    if args.merge:
-        files = [shard_dir / f"{k}of{args.n_shards}.pt" for k in range(args.n_shards)]
+    if merge:
+        files = [shard_dir / f"{k}of{n_shards}.pt" for k in range(n_shards)]
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise FileNotFoundError(f"missing θ-IS shards: {missing}")
@@ -80,11 +108,11 @@ def main(argv: Optional[list[str]] = None) -> Path:
         vals = torch.cat([torch.load(f, weights_only=True)["vals"] for f in files])
         out = store_probs(folder, p["name"], p["record"], probs, vals)
     else:
-        rng = shard_range(p["n_paths"], args.shard, args.n_shards)
+        rng = shard_range(p["n_paths"], shard, n_shards)
         vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
                                 synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
                                 seed=p["seed"])
-        out = save_shard(shard_dir / f"{args.shard}of{args.n_shards}.pt", vals, rng, p["n_paths"], p["record"])
+        out = save_shard(shard_dir / f"{shard}of{n_shards}.pt", vals, rng, p["n_paths"], p["record"])
     print(out)
     return out
 

@@ -1,6 +1,6 @@
 """Render random examples of a synth to WAV files for listening.
 
-    python -m scraplab.render synth=tr808 n=8 out=renders/tr808 [seed=0] [normalize=true] [synth.KEY=VALUE ...]
+    scraplab render synth=tr808 n=8 out=renders/tr808 [seed=0] [normalize=true] [synth.KEY=VALUE ...]
 
 Composes ``configs/synth/NAME.yaml`` (any file there is a valid NAME), draws θ uniformly on [0, 1]^U from per-file
 seeds ``seed + i`` (the same seed also drives the synth's own randomness), and writes ``NAME_0000.wav`` … plus
@@ -17,9 +17,18 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from .paths import config_dir
+from scraplab.locations import config_dir
 
-USAGE = "usage: python -m scraplab.render synth=NAME n=N out=DIR [seed=S] [normalize=true|false] [synth.KEY=VALUE ...]"
+USAGE = "usage: scraplab render synth=NAME n=N out=DIR [seed=S] [normalize=true|false] [synth.KEY=VALUE ...]"
+
+
+def help_text() -> str:
+    return (f"{USAGE}\n\nRender n random examples of a synth to WAV files (+ params.json) for listening.\n"
+            "  synth=NAME        a config in configs/synth: " + ", ".join(available_synths()) + "\n"
+            "  n=N               number of files\n  out=DIR           output folder\n"
+            "  seed=S            first per-file seed (default 0)\n"
+            "  normalize=BOOL    peak-normalise to -1 dBFS, 16-bit (default true); false: raw float32\n"
+            "  synth.KEY=VALUE   override a synth setting (Hydra override syntax)")
 PEAK = 10 ** (-1 / 20)  # −1 dBFS
 
 
@@ -107,8 +116,12 @@ def render(synth_name: str, n: int, out: str | Path, seed: int = 0, normalize: b
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(help_text())
+        return 0
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(argv)
         path = render(opts["synth"], opts["n"], opts["out"], opts["seed"], opts["normalize"], opts["overrides"])
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -23,7 +23,7 @@ from scraplab.metrics.audio import MSSDistances, describe_paths, jtfs_distance, 
 from scraplab.metrics.features import transient_decay_errors
 
 
-class TestAudioMetrics(nn.Module):
+class EvalAudioMetrics(nn.Module):
     """``forward(x_hat, x) -> {name: (B,)}``; names without the stage prefix (``audio/...``).
 
     Args:

@@ -1,4 +1,4 @@
-"""Where the project's Hydra configs and shipped data live.
+"""Filesystem locations: where the Hydra configs and the shipped data live (not scattering paths).
 
 The configs sit in the repository's top-level ``configs/`` folder (LHT layout). An editable install
 (``make install``) resolves it next to the sources; ``SCRAPLAB_CONFIG_DIR`` overrides it.
