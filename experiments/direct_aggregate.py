@@ -60,6 +60,9 @@ def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv) -> Path:
     if len(commits) != 1 or any(r["provenance"]["dirty"] for r in raws.values()):
         raise ValueError(f"raw files come from different or uncommitted code: {sorted(map(str, commits))}")
     arms = {arm: summarise(r) for arm, r in raws.items()}
+    for arm, r in raws.items():
+        if "probs" in r:  # θ-IS π: kept with the table (direction_agreement.py reads it from there too)
+            arms[arm]["probs"] = r["probs"]
     # Same-targets comparison with the (smaller) JTFS arm: its targets are the first n of every arm's list.
     if "jtfs" in raws:
         j = raws["jtfs"]

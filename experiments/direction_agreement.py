@@ -12,7 +12,7 @@ reports, per synth parameter u:
 * ``rel_var``: the one-path estimator's relative variance E_π‖w_p g_p − ḡ‖² / ‖ḡ‖² with w_p = 1/(Pπ_p) for the
   unbiased form (uniform: w = 1).
 
-    python experiments/direction_agreement.py --synth granular --probs outputs/direct/granular_scrapl_thetais.json
+    python experiments/direction_agreement.py --synth granular --probs experiments/results/direct_granular.json
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling experiment script (not a package)
@@ -80,8 +79,9 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
     uni = torch.full((P,), 1.0 / P, dtype=torch.float64)
     pis = {"uniform": uni}
     if probs_file:
-        raw = json.loads(Path(probs_file).read_text())
-        pis["theta_is"] = torch.tensor(raw["probs"], dtype=torch.float64)
+        raw = json.loads(Path(probs_file).read_text())  # a raw scrapl_thetais file or the aggregated table
+        probs = raw["probs"] if "probs" in raw else raw["arms"]["scrapl_thetais"]["probs"]
+        pis["theta_is"] = torch.tensor(probs, dtype=torch.float64)
     for name, w in pis.items():
         out["arms"][f"scrapl_{name}"] = {"toward": direction_stats(g_paths, w), "cos_full": cos_full(g_paths, w),
                                          "rel_var": rel_var(g_paths, w, unbiased=False),
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--synth", choices=("granular", "chirplet"), required=True)
     p.add_argument("--targets", type=int, default=8)
-    p.add_argument("--probs", default=None, help="raw scrapl_thetais JSON of direct_optimization.py (its π)")
+    p.add_argument("--probs", default=None, help="direct_<synth>.json (or a raw scrapl_thetais file): the θ-IS π")
     p.add_argument("--random-draws", type=int, default=16)
     p.add_argument("--out", default="experiments/results")
     a = p.parse_args(argv)
