@@ -97,3 +97,21 @@ def test_real_arithmetic_frontend_equals_the_complex_one(ckpt):
     x = _audio(synth, batch=2)
     ref = encoder.frontend(x)
     torch.testing.assert_close(RealLogCQT(encoder.frontend)(x), ref, atol=1e-5 * float(ref.abs().max()), rtol=0)
+
+
+@pytest.mark.parametrize("name", ["GranularSynth", "ChirpletSynth", "TR808Synth"])
+def test_synths_that_cannot_be_traced_are_refused_plainly(name, tmp_path):
+    import scraplab.synths as synths
+
+    synth = getattr(synths, name)(n_samples=8192)
+    out = tmp_path / "s.pt"
+    with pytest.raises(ExportError, match=f"{name} cannot be"):
+        export_synth(synth, out)
+    assert not out.exists()
+
+
+def test_cli_synth_true_fails_before_writing_anything(ckpt, tmp_path, capsys):
+    out = tmp_path / "enc.pt"
+    assert main([f"ckpt={ckpt}", f"out={out}", "synth=true"]) == 2
+    assert "GranularSynth cannot be traced" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

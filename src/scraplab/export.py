@@ -7,8 +7,11 @@ The exported model takes ``audio (B, N)`` float32 (mono, at the synth's rate and
 it) and returns ``theta (B, U)`` in [0, 1] and ``physical (B, U)`` in the units of the synth's parameter table.
 Beside ``FILE`` a ``FILE.json`` records the parameter names, units, ranges, sample rate and length.
 
-``synth=true`` also exports the synth as ``FILE.synth.pt`` (TorchScript only) — which it refuses, naming the
-reason, when the traced synth does not reproduce the eager one (see :func:`export_synth`).
+``synth=true`` also exports the synth as ``FILE.synth.pt`` (TorchScript only) if its trace reproduces the eager synth
+on new θ and seeds, and otherwise stops with an error naming the reason. None of the shipped synths can be exported
+(checked with torch 2.13): granular and chirplet call custom autograd Functions (``torch.autograd.Function``, saved
+as Python calls TorchScript cannot serialise) and the TR-808 turns tensors into Python ints; ``torch.export`` fails on
+all three too (their seed-driven noise goes through numpy). Render with the Python package instead.
 """
 from __future__ import annotations
 
@@ -49,8 +52,9 @@ class RealLogCQT(nn.Module):
     """:class:`LogCQT` ``(B, N) → (B, n_bins, n_frames)`` computed on (re, im) pairs instead of complex tensors.
 
     The ONNX exporter translates FFTs but not the indexing of complex tensors, so the band gathering, gains and
-    ifftshift run on ``view_as_real`` of the spectrum and the modulus is sqrt(re² + im²). Same filters (the
-    wrapped module's buffers), same values to float32 round-off.
+    ifftshift run on ``view_as_real`` of the spectrum and the modulus is sqrt(re² + im²). The transforms run in
+    float64: onnxruntime's float32 DFT of the 44 288-point padded 808 signal was off by up to 0.03 on the log-CQT
+    (float64: 2e-6, the float32 eager model's own round-off). Same filters as the wrapped module; output float32.
     """
 
     def __init__(self, cqt: LogCQT) -> None:
@@ -59,15 +63,15 @@ class RealLogCQT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.cqt
-        spec = torch.view_as_real(torch.fft.rfft(x, n=c.n_pad))  # (B, n_pad/2 + 1, 2)
+        spec = torch.view_as_real(torch.fft.rfft(x.double(), n=c.n_pad))  # (B, n_pad/2 + 1, 2)
         out = []
         for g, (dec, _, _) in enumerate(c._groups):  # noqa: SLF001  (the band layout LogCQT built)
             idx, gain = getattr(c, f"idx_{g}"), getattr(c, f"gain_{g}")
-            band = torch.fft.ifftshift(spec[:, idx] * gain.unsqueeze(-1), dim=2)  # (B, n_g, L, 2)
+            band = torch.fft.ifftshift(spec[:, idx] * gain.double().unsqueeze(-1), dim=2)  # (B, n_g, L, 2)
             z = torch.view_as_real(torch.fft.ifft(torch.view_as_complex(band.contiguous()), dim=-1))
             env = torch.sqrt(z.square().sum(-1))
             out.append(env.reshape(env.shape[0], env.shape[1], c.n_frames, c.hop_length // dec).mean(-1))
-        return torch.log1p(torch.cat(out, dim=1) / c.eps)
+        return torch.log1p(torch.cat(out, dim=1) / c.eps).float()
 
 
 class ExportableMatcher(nn.Module):
@@ -159,18 +163,18 @@ def export(ckpt: str | Path, fmt: str, out: str | Path, synth: bool = False) -> 
     model = ExportableMatcher(encoder, the_synth, real_frontend=fmt == "onnx").eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, the_synth.n_samples)
-    if fmt == "torchscript":
-        export_torchscript(model, example, out)
-    else:
-        export_onnx(model, example, out)
     meta = metadata(the_synth, fmt, str(ckpt))
-    if synth:
+    if synth:  # first, so a synth that cannot be exported fails before anything is written
         if fmt != "torchscript":
             raise ValueError("synth=true is only supported with format=torchscript")
         synth_out = out.with_name(out.name + ".synth.pt")
         export_synth(the_synth, synth_out)
         meta["synth_file"] = synth_out.name
+    example = torch.zeros(1, the_synth.n_samples)
+    if fmt == "torchscript":
+        export_torchscript(model, example, out)
+    else:
+        export_onnx(model, example, out)
     Path(str(out) + ".json").write_text(json.dumps(meta, indent=2))
     return meta
 
