@@ -4,7 +4,8 @@
         [--threads 1] [--json OUT.json]
 
 Builds the encoder config ``configs/encoder/<encoder>.yaml`` for the synth (untrained weights: latency does not depend
-on them), exports it to TorchScript and, when onnxruntime is installed, to ONNX, checks the outputs agree, and
+on them), exports it to TorchScript, torch.export (pt2) and, when onnxruntime is installed, ONNX, records the
+largest |Δθ| against the eager model, and
 reports the median and 10th/90th percentile wall time of ``repeats`` calls on one input of the synth's length (after
 5 warm-up calls).
 """
@@ -45,7 +46,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from scraplab.export import ExportableMatcher, export_onnx, export_torchscript
+    from scraplab.export import ExportableMatcher, export_onnx, export_pt2, export_torchscript
     from scraplab.paths import config_dir
     from scraplab.render import load_synth
 
@@ -65,13 +66,17 @@ def main() -> None:
         ts = torch.jit.load(str(Path(tmp) / "m.pt"))
         rows["torchscript_max_abs_diff"] = float((ts(x)[0] - ref).abs().max())
         rows["torchscript"] = _time(lambda: ts(x), args.repeats)
+        export_pt2(eager, torch.zeros(2, synth.n_samples), Path(tmp) / "m.pt2")
+        pt2 = torch.export.load(str(Path(tmp) / "m.pt2")).module()
+        rows["pt2_max_abs_diff"] = float((pt2(x)[0] - ref).abs().max())
+        rows["pt2"] = _time(lambda: pt2(x), args.repeats)
         try:
             import onnxruntime as ort
         except ImportError:
             rows["onnx"] = "onnxruntime not installed"
         else:
             export_onnx(ExportableMatcher(encoder, synth, real_frontend=True).eval(),
-                        torch.zeros(1, synth.n_samples), Path(tmp) / "m.onnx")
+                        torch.zeros(2, synth.n_samples), Path(tmp) / "m.onnx")
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = opts.inter_op_num_threads = args.threads
             sess = ort.InferenceSession(str(Path(tmp) / "m.onnx"), opts, providers=["CPUExecutionProvider"])

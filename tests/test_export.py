@@ -46,13 +46,24 @@ def test_torchscript_export_equals_the_eager_model(ckpt, tmp_path):
     torch.testing.assert_close(phys, phys_e, atol=1e-5, rtol=1e-6)
 
 
+def test_pt2_export_equals_the_eager_model(ckpt, tmp_path):
+    out = tmp_path / "enc.pt2"
+    assert main([f"ckpt={ckpt}", "format=pt2", f"out={out}"]) == 0
+    synth, _, _ = load_encoder(ckpt)
+    x = _audio(synth, batch=3)
+    theta, phys = torch.export.load(str(out)).module()(x)
+    theta_e, phys_e = _eager(ckpt, x)
+    torch.testing.assert_close(theta, theta_e, atol=1e-5, rtol=0)
+    torch.testing.assert_close(phys, phys_e, atol=1e-5, rtol=1e-6)
+
+
 def test_onnx_export_equals_the_eager_model(ckpt, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     out = tmp_path / "enc.onnx"
     export(ckpt, "onnx", out)
     synth, _, _ = load_encoder(ckpt)
-    x = _audio(synth, batch=2)
+    x = _audio(synth, batch=3)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     theta, phys = sess.run(None, {"audio": x.numpy()})
     theta_e, phys_e = _eager(ckpt, x)

@@ -1,11 +1,14 @@
 """Export a trained encoder (log-CQT → CNN → sigmoid heads) with its θ → physical-unit mapping.
 
-    python -m scraplab.export ckpt=RUN/checkpoints/best.ckpt format=torchscript|onnx out=FILE [synth=true]
+    python -m scraplab.export ckpt=RUN/checkpoints/best.ckpt format=torchscript|onnx|pt2 out=FILE [synth=true]
 
 Arguments are ``key=value`` tokens parsed here, as in ``python -m scraplab.render`` (no Hydra config file).
 The exported model takes ``audio (B, N)`` float32 (mono, at the synth's rate and length, as ``match.py`` prepares
 it) and returns ``theta (B, U)`` in [0, 1] and ``physical (B, U)`` in the units of the synth's parameter table.
 Beside ``FILE`` a ``FILE.json`` records the parameter names, units, ranges, sample rate and length.
+Formats: ``torchscript`` (``torch.jit.load(FILE)``; torch 2.13 marks TorchScript deprecated), ``pt2`` (a
+``torch.export`` program, its successor: ``torch.export.load(FILE).module()``) and ``onnx`` (onnxruntime; needs the
+``onnx`` extra). All three keep the batch dimension dynamic.
 
 ``synth=true`` also exports the synth as ``FILE.synth.pt`` (TorchScript only) if its trace reproduces the eager synth
 on new θ and seeds, and otherwise stops with an error naming the reason. None of the shipped synths can be exported
@@ -25,8 +28,8 @@ from torch import nn
 
 from scraplab.models.frontend import LogCQT
 
-FORMATS = ("torchscript", "onnx")
-USAGE = "usage: python -m scraplab.export ckpt=FILE.ckpt format=torchscript|onnx out=FILE [synth=true|false]"
+FORMATS = ("torchscript", "onnx", "pt2")
+USAGE = "usage: python -m scraplab.export ckpt=FILE.ckpt format=torchscript|onnx|pt2 out=FILE [synth=true|false]"
 
 
 class ExportError(RuntimeError):
@@ -106,6 +109,17 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> to
     return traced
 
 
+def _batch_dim() -> torch.export.Dim:
+    return torch.export.Dim("batch", min=1, max=1024)
+
+
+def export_pt2(model: nn.Module, example: torch.Tensor, out: Path) -> None:
+    """``torch.export`` program with a dynamic batch; ``example`` needs batch ≥ 2 (batch 1 gets specialised)."""
+    with torch.no_grad():
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: _batch_dim()},))
+    torch.export.save(program, str(out))
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, out: Path) -> None:
     """ONNX (opset 18, dynamic batch) via ``torch.onnx.export``; needs the ``onnx`` extra (onnx, onnxscript)."""
     try:
@@ -113,10 +127,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path) -> None:
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise ExportError(f"format=onnx needs the onnx extra (pip install 'scraplab[onnx]'): {err}") from err
-    batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["audio"],
-                                    output_names=["theta", "physical"], dynamic_shapes=({0: batch},),
+                                    output_names=["theta", "physical"], dynamic_shapes=({0: _batch_dim()},),
                                     opset_version=18)
         program.save(str(out))
     except Exception as err:  # the exporter raises many types; say which model part failed
@@ -170,11 +183,8 @@ def export(ckpt: str | Path, fmt: str, out: str | Path, synth: bool = False) -> 
         synth_out = out.with_name(out.name + ".synth.pt")
         export_synth(the_synth, synth_out)
         meta["synth_file"] = synth_out.name
-    example = torch.zeros(1, the_synth.n_samples)
-    if fmt == "torchscript":
-        export_torchscript(model, example, out)
-    else:
-        export_onnx(model, example, out)
+    example = torch.zeros(2, the_synth.n_samples)  # batch 2: torch.export would specialise a batch of 1
+    {"torchscript": export_torchscript, "onnx": export_onnx, "pt2": export_pt2}[fmt](model, example, out)
     Path(str(out) + ".json").write_text(json.dumps(meta, indent=2))
     return meta
 

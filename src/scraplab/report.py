@@ -59,6 +59,7 @@ def _png_bytes(u: torch.Tensor, u_hat: torch.Tensor, title: str) -> bytes:
     from scraplab.training.callbacks import scalogram_figure  # Agg backend, shared colour scale
 
     fig = scalogram_figure(u, u_hat, title)
+    fig.axes[0].set_title("target")
     fig.axes[1].set_title("match")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
