@@ -12,9 +12,10 @@ pairs is one ``JTFS.forward_paths`` call, and the mean over pairs has an SE of t
 pair-averaged path distances).
 
 The interval estimate ± 1.96·SE is a normal approximation. Per-path distances are skewed for tonal sounds, and at
-small K it then covers less than 95 %: 200 repetitions on a pair of decaying tones (J=8, P=195, 4096 samples) gave
-75 / 86.5 / 94.5 % at K = 4 / 16 / 32, and 83.5 / 93.5 / 95.5 % on a pair of decaying noises
-(``tests/test_distance.py`` checks K = 32 and 97). E[SE²] equals the estimate's variance at every K ≥ 2.
+small K it then covers less than 95 %: 200 repetitions on a pair of decaying tones (J=8, P=195, 4096 samples;
+``experiments/distance_se_coverage.py``) gave 75.0 / 88.0 / 92.5 / 94.0 % at K = 4 / 16 / 32 / 64, on a pair of
+decaying noises 88.5 / 92.5 / 92.0 / 94.0 % (± 1.5 % binomial noise; ``tests/test_distance.py`` asserts 90–99 % at
+K = 32 and 97). E[SE²] equals the estimate's variance at every K ≥ 2 (tested at K = 8 and 97).
 
 On a CPU, batches of more than one pair cost more per pair at 1 s / 44.1 kHz (same compute, more time in the kernel
 allocating large buffers), so the CLI scores one pair per JTFS call by default; ``batch_size`` is for GPUs and short
