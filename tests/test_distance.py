@@ -196,3 +196,23 @@ def test_module_entry_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["jtfs"]["k"] == 4 and out["pairs"][0]["jtfs_se"] > 0
+
+
+def test_cli_report_has_one_row_per_pair(tmp_path, capsys):
+    from html.parser import HTMLParser
+
+    a, b = _folders(tmp_path)
+    assert main([str(a), str(b), "--paths", "8", "--no-mss", "--report", str(tmp_path / "rep"), *SMALL_ARGS]) == 0
+    assert "report.html" in capsys.readouterr().err
+    srcs, rows = [], []
+
+    class Page(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            rows.extend([1] if tag == "tr" and a.get("class") == "record" else [])
+            srcs.extend([a["src"]] if tag in ("audio", "img") else [])
+
+    page = (tmp_path / "rep" / "report.html").read_text()
+    Page().feed(page)
+    assert len(rows) == 3 and len(srcs) == 9 and all((tmp_path / "rep" / s).is_file() for s in srcs)
+    assert "jtfs standard error" in page and "sub/s2" in page

@@ -2,11 +2,12 @@
 
     python -m scraplab.distance targets/ matches/ [--paths all|K] [--seed S] [--log1p] [--json]
         [--J 12] [--Q 8,2] [--J-fr 3] [--Q-fr 2] [--T N] [--F N] [--sr HZ] [--n-samples N] [--batch-size 1] [--threads T]
-        [--no-mss]
+        [--no-mss] [--report DIR]
 
 Folders are paired by relative file name without extension. ``--paths all`` (default) gives the exact JTFS distance;
 ``--paths K`` the SCRAPL estimate from K random paths (drawn without replacement with ``--seed``, the same paths for
-every pair) with its standard error. The library behind it is :mod:`scraplab.metrics.distance`.
+every pair) with its standard error. ``--report DIR`` also writes ``DIR/report.html`` (:func:`scraplab.report.write_report`:
+players, scalograms and the distances of every pair). The library behind it is :mod:`scraplab.metrics.distance`.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=1, help="pairs per JTFS call (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-mss", dest="mss", action="store_false", help="skip the MSS distances")
+    p.add_argument("--report", default=None, help="also write a listening report (report.html) into this folder")
     return p
 
 
@@ -86,6 +88,23 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_pair_report(result: dict, out_dir: str) -> str:
+    """report.html of the compared pairs (A as target, B as match) with their distances; returns its path."""
+    from .data.wav_folder import load_audio
+    from .report import write_report
+
+    sr, n = result["sample_rate"], result["n_samples"]
+    records = []
+    for row in result["pairs"]:
+        dist = {"jtfs": row["jtfs"]}
+        if row["jtfs_se"]:
+            dist["jtfs standard error"] = row["jtfs_se"]
+        dist.update({k: row[k] for k in MSS_NAMES if k in row})
+        records.append({"name": row["name"], "target": load_audio(row["a"], sr, n)[0],
+                        "match": load_audio(row["b"], sr, n)[0], "distances": dist})
+    return str(write_report(out_dir, records, sample_rate=sr, title=f"{result['a']} vs {result['b']}"))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.threads is not None:
@@ -102,6 +121,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if args.json else table(result))
+    if args.report:
+        path = write_pair_report(result, args.report)
+        print(f"report: {path}", file=sys.stderr)  # stderr: keeps --json output parseable
     return 0
 
 
