@@ -22,7 +22,8 @@ def main() -> None:
     t, g = torch.arange(n) / sr, torch.Generator().manual_seed(0)
     pairs = {"tones": (0.5 * torch.sin(2 * math.pi * 480 * t) * torch.exp(-6 * t),
                        0.5 * torch.sin(2 * math.pi * 440 * t) * torch.exp(-8 * t)),
-             "noise": (torch.randn(n, generator=g) * torch.exp(-7 * t), torch.randn(n, generator=g) * torch.exp(-10 * t))}
+             "noise": (torch.randn(n, generator=g) * torch.exp(-7 * t),
+                       torch.randn(n, generator=g) * torch.exp(-10 * t))}
     loss = JTFSSettings(J=8).build(n)
     P = loss.n_paths
     print(f"P = {P}, {args.reps} repetitions; coverage of ±1.96·SE")

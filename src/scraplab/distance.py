@@ -1,13 +1,13 @@
 """``python -m scraplab.distance A B``: JTFS and MSS distances between two audio files or two folders of pairs.
 
     python -m scraplab.distance targets/ matches/ [--paths all|K] [--seed S] [--log1p] [--json]
-        [--J 12] [--Q 8,2] [--J-fr 3] [--Q-fr 2] [--T N] [--F N] [--sr HZ] [--n-samples N] [--batch-size 1] [--threads T]
-        [--no-mss] [--report DIR]
+        [--J 12] [--Q 8,2] [--J-fr 3] [--Q-fr 2] [--T N] [--F N] [--sr HZ] [--n-samples N] [--batch-size 1]
+        [--threads T] [--no-mss] [--report DIR]
 
 Folders are paired by relative file name without extension. ``--paths all`` (default) gives the exact JTFS distance;
 ``--paths K`` the SCRAPL estimate from K random paths (drawn without replacement with ``--seed``, the same paths for
-every pair) with its standard error. ``--report DIR`` also writes ``DIR/report.html`` (:func:`scraplab.report.write_report`:
-players, scalograms and the distances of every pair). The library behind it is :mod:`scraplab.metrics.distance`.
+every pair) with its standard error. ``--report DIR`` also writes ``DIR/report.html``
+(:func:`scraplab.report.write_report`: players, scalograms and the distances of every pair). The library behind it is :mod:`scraplab.metrics.distance`.
 """
 from __future__ import annotations
 
