@@ -46,8 +46,8 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from scraplab.export import ExportableMatcher, export_onnx, export_pt2, export_torchscript
-    from scraplab.paths import config_dir
+    from scraplab.cli.export import ExportableMatcher, export_onnx, export_pt2, export_torchscript
+    from scraplab.locations import config_dir
     from scraplab.render import load_synth
 
     synth, _ = load_synth(args.synth)

@@ -25,7 +25,8 @@ def test_unknown_subcommand_is_refused(capsys):
 
 
 @pytest.mark.parametrize("name, expect", [("train", "synth:"), ("eval", "ckpt"), ("match", "optimize"),
-                                          ("render", "synth.KEY=VALUE"), ("warmup", "n_shards=S")])
+                                          ("render", "synth.KEY=VALUE"), ("warmup", "n_shards=S"),
+                                          ("distance", "--paths"), ("export", "format=")])
 def test_each_subcommand_help_lists_its_options(name, expect):
     proc = _run(name, "--help")
     assert proc.returncode == 0, proc.stderr[-1500:]

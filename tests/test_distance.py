@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scraplab.data.wav_folder import load_audio
-from scraplab.distance import main
+from scraplab.cli.distance import main
 from scraplab.metrics.audio import MSSDistances
 from scraplab.metrics.distance import (JTFSSettings, compare, draw_paths, pair_files, path_distances, path_estimate,
                                        resolve_paths)
@@ -191,7 +191,7 @@ def test_module_entry_point(tmp_path):
     a, b = tmp_path / "x.wav", tmp_path / "y.wav"
     write_wav(a, tone(SR, 0.25), SR)
     write_wav(b, tone(SR, 0.25, freq=500), SR)
-    proc = subprocess.run([sys.executable, "-m", "scraplab.distance", str(a), str(b), "--paths", "4", "--no-mss",
+    proc = subprocess.run([sys.executable, "-m", "scraplab.cli", "distance", str(a), str(b), "--paths", "4", "--no-mss",
                            "--json", *SMALL_ARGS], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

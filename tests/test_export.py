@@ -7,7 +7,7 @@ import torch
 
 from scraplab.cli.checkpoint import load_encoder
 from scraplab.cli.train import train
-from scraplab.export import ExportError, ExportableMatcher, ThetaToPhysical, export, export_synth, main, parse_args
+from scraplab.cli.export import ExportError, ExportableMatcher, ThetaToPhysical, export, export_synth, main, parse_args
 from train_helpers import tiny_cfg
 
 
@@ -102,7 +102,7 @@ def test_matcher_is_the_encoder_plus_mapping(ckpt):
 
 
 def test_real_arithmetic_frontend_equals_the_complex_one(ckpt):
-    from scraplab.export import RealLogCQT
+    from scraplab.cli.export import RealLogCQT
 
     synth, encoder, _ = load_encoder(ckpt)
     x = _audio(synth, batch=2)

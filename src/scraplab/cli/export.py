@@ -1,6 +1,6 @@
 """Export a trained encoder (log-CQT → CNN → sigmoid heads) with its θ → physical-unit mapping.
 
-    python -m scraplab.export ckpt=RUN/checkpoints/best.ckpt format=torchscript|onnx|pt2 out=FILE [synth=true]
+    scraplab export ckpt=RUN/checkpoints/best.ckpt format=torchscript|onnx|pt2 out=FILE [synth=true]
 
 Arguments are ``key=value`` tokens parsed here, as in ``python -m scraplab.render`` (no Hydra config file).
 The exported model takes ``audio (B, N)`` float32 (mono, at the synth's rate and length, as ``match.py`` prepares
@@ -27,10 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from scraplab.cli.checkpoint import CheckpointError
 from scraplab.models.frontend import LogCQT
 
 FORMATS = ("torchscript", "onnx", "pt2")
-USAGE = "usage: python -m scraplab.export ckpt=FILE.ckpt format=torchscript|onnx|pt2 out=FILE [synth=true|false]"
+USAGE = "usage: scraplab export ckpt=FILE.ckpt format=torchscript|onnx|pt2 out=FILE [synth=true|false]"
 
 
 class ExportError(RuntimeError):
@@ -216,10 +217,15 @@ def parse_args(argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"{USAGE}\n\nWrite the checkpoint's encoder (log-CQT front end + CNN + θ→physical mapping).\n"
+              "  format=torchscript|onnx|pt2   (default torchscript)\n  synth=true   also the synth, where it traces")
+        return 0
     try:
-        opts = parse_args(list(sys.argv[1:] if argv is None else argv))
+        opts = parse_args(argv)
         meta = export(opts["ckpt"], opts["format"], opts["out"], opts["synth"])
-    except (ValueError, FileNotFoundError, ExportError) as err:
+    except (ValueError, FileNotFoundError, ExportError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"exported {meta['synth']} encoder ({meta['format']}) to {opts['out']}; metadata in {opts['out']}.json")

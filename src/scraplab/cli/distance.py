@@ -1,6 +1,6 @@
-"""``python -m scraplab.distance A B``: JTFS and MSS distances between two audio files or two folders of pairs.
+"""``scraplab distance A B``: JTFS and MSS distances between two audio files or two folders of pairs.
 
-    python -m scraplab.distance targets/ matches/ [--paths all|K] [--seed S] [--log1p] [--json]
+    scraplab distance targets/ matches/ [--paths all|K] [--seed S] [--log1p] [--json]
         [--J 12] [--Q 8,2] [--J-fr 3] [--Q-fr 2] [--T N] [--F N] [--sr HZ] [--n-samples N] [--batch-size 1]
         [--threads T] [--no-mss] [--report DIR]
 
@@ -17,8 +17,8 @@ import sys
 
 import torch
 
-from .data.wav_folder import WavLoadError
-from .metrics.distance import JTFSSettings, compare
+from scraplab.data.wav_folder import WavLoadError
+from scraplab.metrics.distance import JTFSSettings, compare
 
 MSS_NAMES = ("mss_lin", "mss_log_lin", "mss_rev")
 
@@ -37,7 +37,7 @@ def _q_pair(text: str) -> tuple[int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scraplab.distance",
+    p = argparse.ArgumentParser(prog="scraplab distance",
                                 description="JTFS (exact or K-path SCRAPL estimate ± SE) and MSS distances.")
     p.add_argument("a", help="audio file or folder (reference / target)")
     p.add_argument("b", help="audio file or folder (compared / match), paired with A by relative name")
@@ -90,8 +90,8 @@ def table(result: dict) -> str:
 
 def write_pair_report(result: dict, out_dir: str) -> str:
     """report.html of the compared pairs (A as target, B as match) with their distances; returns its path."""
-    from .data.wav_folder import load_audio
-    from .report import write_report
+    from scraplab.data.wav_folder import load_audio
+    from scraplab.report import write_report
 
     sr, n = result["sample_rate"], result["n_samples"]
     records = []
