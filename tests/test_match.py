@@ -41,6 +41,38 @@ def test_match_cli_writes_physical_params_and_the_resynthesis(trained, tmp_path)
     assert rows[0][0] == "file" and len(rows) == 3 and "density" in rows[0][1]
 
 
+def _report_rows_and_media(folder: Path) -> tuple[int, list[str]]:
+    """Rows and referenced media of report.html, read with html.parser."""
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        rows, srcs = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "tr" and a.get("class") == "record":
+                Reader.rows += 1
+            if tag in ("audio", "img"):
+                Reader.srcs.append(a["src"])
+
+    Reader.rows, Reader.srcs = 0, []
+    Reader().feed((folder / "report.html").read_text())
+    return Reader.rows, Reader.srcs
+
+
+def test_match_writes_a_listening_report(trained, tmp_path):
+    from scraplab.cli.match import match
+
+    inp = tmp_path / "in"
+    write_wav(inp / "one.wav", tone(8192, 1.0, freq=400.0), 8192)
+    write_wav(inp / "two.wav", tone(8192, 1.0, freq=900.0), 8192)
+    match(str(trained), str(inp), str(tmp_path / "out"))
+    rows, srcs = _report_rows_and_media(tmp_path / "out")
+    assert rows == 2 and len(srcs) == 6  # two players and one image per file
+    assert all((tmp_path / "out" / s).is_file() for s in srcs) and not any(s.startswith("http") for s in srcs)
+    assert "mss_lin" in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_match_names_an_unreadable_input(trained, tmp_path):
     from scraplab.cli.match import match
     from scraplab.data.wav_folder import WavLoadError
@@ -58,6 +90,9 @@ def test_eval_reproduces_the_checkpoint_test_metric(trained, tmp_path):
     metrics = evaluate(cfg)
     assert 0 < metrics["test/theta_l1_permille"] < 1000
     assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"] == str(trained)
+    rows, srcs = _report_rows_and_media(tmp_path)
+    assert rows >= 1 and all((tmp_path / s).is_file() for s in srcs)
+    assert "theta_l1_permille" in (tmp_path / "report.html").read_text()
 
 
 def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
@@ -105,6 +140,8 @@ def test_match_optimize_cli_writes_params_losses_and_curves(tmp_path):
     rows = list(csv.reader((out / "loss_curves.csv").open()))
     assert len(rows) == 4 and len(rows[0]) == 4 and (out / "loss_curves.png").stat().st_size > 0
     assert list(csv.reader((out / "params.csv").open()))[0][-1] == "final_loss"
+    rows, _ = _report_rows_and_media(out)
+    assert rows == 3 and "final_loss" in (out / "report.html").read_text()
 
 
 def _match_cfg(tmp_path, overrides):

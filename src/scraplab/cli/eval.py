@@ -2,7 +2,8 @@
 
 The run's resolved config is read from the checkpoint; ``overrides=[...]`` change it: ``GROUP=OPTION`` replaces a
 group with one of its option files (``data=wav_folder``), ``a.b=value`` sets a value (``data.path=DIR``). Writes
-``metrics.json`` (``test/*``, ``status``) in the new run folder and returns the metrics.
+``metrics.json`` (``test/*``, ``status``) in the new run folder and returns the metrics, and ``report.html``: the
+first ``report_n`` test examples, target against the checkpoint's match, to listen to and look at.
 """
 from __future__ import annotations
 
@@ -48,8 +49,36 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                      weights_only=True)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     metrics.update({"status": "ok", "checkpoint": ckpt_path, "run_dir": str(out_dir)})
+    n_report = int(cfg.get("report_n", 8))
+    if n_report > 0:
+        metrics["report"] = str(report_test_examples(objs["module"], objs["datamodule"], out_dir, n_report))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+@torch.no_grad()
+def report_test_examples(module, datamodule, out_dir: Path, n: int) -> Path:
+    """``report.html`` for the first ``n`` test examples: target, the encoder's match (rendered as in the test
+    step), θ̂ (and the true θ when the data has it) and the MSS distances."""
+    from scraplab.metrics.audio import MSSDistances
+    from scraplab.report import write_report
+
+    module.eval()
+    batch = next(iter(datamodule.test_dataloader()))
+    batch = {k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()}
+    x, theta = module._targets(batch)
+    theta_hat = module.encoder(x)
+    x_hat = module.synth(theta_hat, module._seed_hat(batch["seed"], "test"))
+    mss = MSSDistances()(x_hat, x)
+    names = module.synth.param_names
+    records = []
+    for i in range(x.shape[0]):
+        dist = {k: float(v[i]) for k, v in mss.items()}
+        if theta is not None:
+            dist["theta_l1_permille"] = float(1000 * (theta_hat[i] - theta[i]).abs().mean())
+        records.append({"name": f"test_{int(batch['index'][i]):04d}", "target": x[i, 0], "match": x_hat[i, 0],
+                        "theta": {u: float(theta_hat[i, j]) for j, u in enumerate(names)}, "distances": dist})
+    return write_report(out_dir, records, synth=module.synth, title="scraplab evaluation: first test examples")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")

@@ -10,8 +10,10 @@
 Input files (any rate, mono or stereo) are resampled, down-mixed and padded/cropped as in training. Written to ``out``:
 ``<name>_match.wav`` (the synth's rendition), ``<name>_target.wav`` (the input as the model heard it), ``params.json``
 and ``params.csv`` (θ in [0, 1] and in physical units); ``mode=optimize`` adds each file's final loss to both and
-``loss_curves.csv`` / ``.png`` (the loss of every step, best restart). Names are the file stems, or the path relative
-to the input folder joined by ``__`` where two stems collide.
+``loss_curves.csv`` / ``.png`` (the loss of every step, best restart). Both write ``report.html``: per file, players
+for target and match, their log-CQT images side by side, θ in physical units and the MSS distances (plus the final
+loss), with its media in ``report_media/`` (no network). Names are the file stems, or the path relative to the input
+folder joined by ``__`` where two stems collide.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ def output_names(files: Sequence[Path], root: Path) -> list[str]:
 def write_matches(out_dir: Path, files: Sequence[Path], root: Path, x: torch.Tensor, x_hat: torch.Tensor,
                   theta: torch.Tensor, synth, header: dict, render_seed: int,
                   extra: Sequence[dict] | None = None) -> list[dict[str, Any]]:
-    """WAVs, ``params.json`` and ``params.csv`` for matched files; x, x_hat (M, 1, N), theta (M, U)."""
+    """WAVs, ``params.json``, ``params.csv`` and ``report.html`` for matched files; x, x_hat (M, 1, N), theta (M, U)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     units = {p.name: p.unit for p in getattr(synth, "params", ())}
     names = synth.param_names
@@ -77,7 +79,22 @@ def write_matches(out_dir: Path, files: Sequence[Path], root: Path, x: torch.Ten
         for r in records:
             writer.writerow([r["file"]] + [f"{r['physical'][n]:.6g}" for n in names]
                             + [f"{r['theta'][n]:.6f}" for n in names] + ([f"{r['final_loss']:.6g}"] if has_loss else []))
+    write_listening_report(out_dir, records, x, x_hat, synth)
     return records
+
+
+def write_listening_report(out_dir: Path, records: Sequence[dict], x: torch.Tensor, x_hat: torch.Tensor, synth):
+    """``report.html``: players, log-CQT images, θ and distances (MSS per file; the final loss when optimised)."""
+    from scraplab.metrics.audio import MSSDistances
+    from scraplab.report import write_report
+
+    with torch.no_grad():
+        mss = {k: v.cpu() for k, v in MSSDistances().to(x.device)(x_hat, x).items()}
+    rows = [{"name": r["match_wav"][:-len("_match.wav")], "target": x[i, 0], "match": x_hat[i, 0],
+             "theta": r["theta"], "physical": r["physical"], "units": r["units"],
+             "distances": {**({"final_loss": r["final_loss"]} if "final_loss" in r else {}),
+                           **{k: float(v[i]) for k, v in mss.items()}}} for i, r in enumerate(records)]
+    return write_report(out_dir, rows, synth=synth, title=f"scraplab matches ({type(synth).__name__})")
 
 
 def _load_inputs(input: str, synth) -> tuple[list[Path], Path, torch.Tensor]:
