@@ -78,7 +78,7 @@ def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv) -> Path:
                 steps, err = _curves(raws[arm])
                 a.setdefault("steps_to", {})[ref] = first_step_below(steps, err.mean(axis=(1, 2, 3)), level)
     names = next(iter(raws.values()))["param_names"]
-    result = {"synth": synth, "param_names": names, "arms": arms,
+    result = {"synth": synth, "param_names": names, "arms": arms, "paired": paired(raws, names),
               "settings": {a: r["settings"] for a, r in raws.items()},
               "raw_provenance": {a: r["provenance"] for a, r in raws.items()},
               "provenance": {**provenance(list(argv)), "raw_commit": commits.pop()}}
@@ -88,6 +88,21 @@ def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv) -> Path:
     (out_dir / f"direct_{synth}.md").write_text(markdown(result))
     plot(result, out_dir / f"direct_{synth}.png")
     return jfile
+
+
+PAIRS = (("scrapl_padam", "scrapl_psaga"), ("scrapl_psaga", "scrapl_thetais"), ("scrapl_padam", "scrapl_thetais"),
+         ("mss_random", "scrapl_thetais"), ("mss_random", "scrapl_psaga"))
+
+
+def paired(raws: dict, names) -> dict:
+    """Paired t-tests over targets (seed-averaged final errors; same targets and seeds) per parameter: b − a."""
+    from scraplab.metrics.stats import paired_test
+    out = {}
+    for a, b in PAIRS:
+        if a in raws and b in raws:
+            fa, fb = _curves(raws[a])[1][-1].mean(0), _curves(raws[b])[1][-1].mean(0)  # (T, U)
+            out[f"{b} - {a}"] = {n: paired_test(fa[:, u], fb[:, u]) for u, n in enumerate(names)}
+    return out
 
 
 def _fmt(v, nd=1):
@@ -124,6 +139,11 @@ def markdown(res: dict) -> str:
             if arm in arms:
                 lines.append(f"| {LABELS[arm]} | " + " | ".join(_fmt(arms[arm]["steps_to"].get(r), 0)
                                                                for r in refs) + " |")
+    if res.get("paired"):
+        lines += ["", "Paired differences over targets (b − a, θ L1 ‰, 95 % t-interval, p):", ""]
+        for key, per in res["paired"].items():
+            lines.append(f"- {key}: " + "; ".join(
+                f"{n} {v['delta_mean']:+.1f} ± {_fmt(v['t_ci95'])} (p = {_fmt(v['p_value'], 3)})" for n, v in per.items()))
     p = res["provenance"]
     lines += ["", f"Raw runs at commit `{p['raw_commit']}`; aggregated with `{p['command']}`.",
               f"Versions: {json.dumps(p['versions'])}. Per-arm commands, load averages and settings: "
