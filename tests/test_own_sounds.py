@@ -37,6 +37,10 @@ def test_presets_and_debug_tiny_do_not_break_wav_folder(synth, debug, tmp_path):
     cfg = compose_cfg([f"synth={synth}", "data=wav_folder", f"data.path={folder}", *debug], tmp_path / "run")
     dm = build_datamodule(instantiate(cfg.data), build_synth(cfg))
     assert isinstance(dm, WavDataModule) and not dm.has_theta
+    # no θ, so no P-loss: own sounds default to SCRAPL + 𝒫-SAGA; the command line still chooses
+    assert cfg.loss._target_.endswith("SCRAPLLoss") and cfg.optim._target_.endswith("p_saga")
+    mss = compose_cfg([f"synth={synth}", "data=wav_folder", "data.path=/x", "loss=mss", "optim=adamw"], tmp_path)
+    assert mss.loss._target_.endswith("MSSLoss") and mss.optim._target_.endswith("adamw")
     # the synthetic data keeps the preset's size
     synthetic = compose_cfg([f"synth={synth}", *debug], tmp_path / "run")
     if debug:
@@ -76,8 +80,7 @@ def test_group_overrides_of_a_stored_config(tmp_path):
 
 def test_own_sounds_end_to_end_with_bad_files(tmp_path):
     folder = _kit(tmp_path / "kit")
-    base = ["synth=granular", "loss=scrapl", "optim=p_adam", *SHORT["granular"], *TINY, "data=wav_folder",
-            f"data.path={folder}"]
+    base = ["synth=granular", *SHORT["granular"], *TINY, "data=wav_folder", f"data.path={folder}"]  # bare command
     # default: one error listing both bad files, status in metrics.json
     with pytest.raises(WavLoadError, match=r"2 of 10 .*broken.wav.*nan.wav") as err:
         train(compose_cfg(base, tmp_path / "strict"))
@@ -88,6 +91,7 @@ def test_own_sounds_end_to_end_with_bad_files(tmp_path):
         metrics = train(compose_cfg(base + ["data.on_bad_file=skip"], tmp_path / "run"))
     assert metrics["status"] == "ok" and metrics["steps"] == 4 and not metrics["has_theta"]
     assert metrics["test/mss_log_lin"] > 0 and "test/theta_l1_permille" not in metrics
+    assert metrics["scrapl/n_paths"] == 315 and metrics["scrapl/state_bytes"] > 0  # SCRAPL + 𝒫-SAGA
     # eval.py on the SCRAPL-trained checkpoint, with its own folder as documented in configs/eval.yaml: the SCRAPL
     # test loss reads the target cache (no inference tensors)
     ev = compose_cfg([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "eval", "eval")

@@ -48,6 +48,8 @@ def _group_option(group: str, option: str) -> DictConfig:
             merged, self_done = OmegaConf.merge(merged, node), True
         elif isinstance(entry, str):
             merged = OmegaConf.merge(merged, _group_option(group, entry))
+        elif isinstance(entry, DictConfig) and all(str(k).startswith("override ") for k in entry):
+            continue  # choices of other groups (data=wav_folder picks loss=scrapl): a stored run keeps its own
         else:
             raise ConfigError(f"override {group}={option}: defaults entry {entry!r} is not supported here")
     return OmegaConf.merge(merged, node) if not self_done else merged  # type: ignore[return-value]
