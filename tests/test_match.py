@@ -184,3 +184,66 @@ def test_match_encoder_mode_refuses_a_bad_batch_size(trained, tmp_path):
 
     with pytest.raises(ValueError, match="batch_size"):
         match(str(trained), str(_inputs(tmp_path / "in")), str(tmp_path / "out"), batch_size=-1)
+
+
+# ----------------------------------------------------------------------------------------------- safety (issue 13)
+def test_match_refuses_an_output_folder_inside_the_input(trained, tmp_path):
+    from scraplab.cli.match import match
+
+    inp = tmp_path / "in"
+    write_wav(inp / "kick.wav", tone(8192, 1.0), 8192)
+    for out in (inp, inp / "matched"):
+        with pytest.raises(ValueError, match="inside the input folder"):
+            match(str(trained), str(inp), str(out))
+    assert sorted(p.name for p in inp.rglob("*")) == ["kick.wav"]  # nothing written there
+
+
+def test_match_skips_bad_files_on_request_and_lists_them(trained, tmp_path):
+    from scraplab.cli.match import match
+    from scraplab.data.wav_folder import WavLoadError
+
+    inp = tmp_path / "in"
+    write_wav(inp / "good.wav", tone(8192, 1.0), 8192)
+    (inp / "broken.wav").write_bytes(b"RIFF junk")
+    (inp / "empty.wav").write_bytes(b"")
+    with pytest.raises(WavLoadError, match=r"2 unreadable input file\(s\)(.|\n)*broken.wav(.|\n)*empty.wav"):
+        match(str(trained), str(inp), str(tmp_path / "out"))
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        records = match(str(trained), str(inp), str(tmp_path / "out"), on_bad_file="skip")
+    assert [Path(r["file"]).name for r in records] == ["good.wav"]
+
+
+def test_match_cli_errors_are_one_line_with_an_exit_code(tmp_path):
+    inp = tmp_path / "in"
+    write_wav(inp / "kick.wav", tone(8192, 1.0), 8192)
+    proc = subprocess.run([sys.executable, str(repo_root() / "match.py"), "mode=optimize", "loss=mss",
+                           f"input={inp}", f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'h'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs a synth" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_long_files_are_read_only_as_far_as_needed(tmp_path, monkeypatch):
+    """A long 48 kHz stereo file: the same audio as resampling it whole and cropping, from a bounded read."""
+    import numpy as np
+    import soundfile
+    import torch
+
+    from scraplab.data import wav_folder
+
+    sr, n_out, out_sr = 48000, 8192, 8192
+    x = tone(sr, 6.0, freq=700.0, channels=2, decay=0.5)
+    path = write_wav(tmp_path / "long.wav", x, sr)
+    frames_read = []
+    real_read = soundfile.read
+
+    def spy(*args, **kw):
+        frames_read.append(kw.get("frames", -1))
+        return real_read(*args, **kw)
+
+    monkeypatch.setattr(wav_folder.sf, "read", spy)
+    got = wav_folder.load_audio(path, out_sr, n_out)
+    whole, _ = real_read(str(path), dtype="float32", always_2d=True)
+    ref = wav_folder.resample(torch.from_numpy(whole.mean(axis=1)), sr, out_sr)[:n_out]
+    torch.testing.assert_close(got[0], ref, rtol=0, atol=1e-6)
+    assert 0 < frames_read[0] < len(whole) // 4  # 1 s of output needs ~1 s of the 6 s file
+    assert np.isfinite(got.numpy()).all()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +30,7 @@ import torch
 from omegaconf import DictConfig
 
 from scraplab.cli.checkpoint import load_encoder
-from scraplab.data.wav_folder import list_audio, load_audio
+from scraplab.data.wav_folder import WavLoadError, list_audio, load_audio
 from scraplab.locations import config_dir
 
 OPTIMIZERS = ("adam", "p_adam", "p_saga")
@@ -97,19 +99,47 @@ def write_listening_report(out_dir: Path, records: Sequence[dict], x: torch.Tens
     return write_report(out_dir, rows, synth=synth, title=f"scraplab matches ({type(synth).__name__})")
 
 
-def _load_inputs(input: str, synth) -> tuple[list[Path], Path, torch.Tensor]:
-    files = list_audio(input)
-    x = torch.stack([load_audio(f, synth.sample_rate, synth.n_samples) for f in files])  # fails naming a bad file
-    return files, Path(input).expanduser(), x
+ON_BAD_FILE = ("error", "skip")
+
+
+def check_out_folder(input: str, out: str) -> None:
+    """Refuse an output folder that is the input folder or inside it: the outputs would overwrite the user's own
+    ``*_target.wav`` / ``*_match.wav`` files, and a rerun would match the previous run's outputs."""
+    src, dst = Path(input).expanduser().resolve(), Path(out).expanduser().resolve()
+    if src.is_dir() and (dst == src or src in dst.parents):
+        raise ValueError(f"out={out} is inside the input folder {src}: choose a folder outside it")
+    if src.is_file() and dst == src.parent:  # one input file: its own folder would hold the outputs beside it
+        raise ValueError(f"out={out} is the input file's folder: choose another folder")
+
+
+def _load_inputs(input: str, synth, on_bad_file: str = "error") -> tuple[list[Path], Path, torch.Tensor]:
+    """Every readable input at the synth's rate and length; bad files raise one error naming all of them, or with
+    ``on_bad_file='skip'`` are left out with a warning that lists them."""
+    if on_bad_file not in ON_BAD_FILE:
+        raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
+    files, audio, bad = [], [], []
+    for f in list_audio(input):
+        try:
+            audio.append(load_audio(f, synth.sample_rate, synth.n_samples))
+            files.append(f)
+        except WavLoadError as err:
+            bad.append(str(err))
+    if bad and (on_bad_file == "error" or not files):
+        raise WavLoadError(f"{len(bad)} unreadable input file(s)" + ("" if files else " and nothing else to match")
+                           + ":\n  " + "\n  ".join(bad) + "\n(on_bad_file=skip matches the others)")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable input file(s):\n  " + "\n  ".join(bad), stacklevel=2)
+    return files, Path(input).expanduser(), torch.stack(audio)
 
 
 def match(ckpt: str, input: str, out: str, render_seed: int = 0, batch_size: int = 8,
-          device: str = "cpu") -> list[dict[str, Any]]:
+          device: str = "cpu", on_bad_file: str = "error") -> list[dict[str, Any]]:
     """Encoder mode: match every audio file under ``input``; returns the records written to ``params.json``."""
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_out_folder(input, out)
     synth, encoder, _ = load_encoder(ckpt, device)
-    files, root, x = _load_inputs(input, synth)
+    files, root, x = _load_inputs(input, synth, on_bad_file)
     thetas, x_hats = [], []
     with torch.no_grad():
         for start in range(0, len(files), batch_size):
@@ -155,10 +185,11 @@ def match_optimize(cfg: DictConfig) -> list[dict[str, Any]]:
         raise ValueError("mode=optimize needs a synth: synth=NAME (granular, chirplet, tr808, ...) or ckpt=...")
     if int(cfg.batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    check_out_folder(cfg.input, cfg.out)
     loss = build_loss(cfg.loss, synth).to(dev)
     n_paths = path_count(loss)
     sampler = build_sampler(cfg.get("sampler"), loss)
-    files, root, x = _load_inputs(cfg.input, synth)
+    files, root, x = _load_inputs(cfg.input, synth, str(cfg.get("on_bad_file", "error")))
     x = x.to(dev)
     init = None
     if encoder is not None:
@@ -222,13 +253,22 @@ def write_curves(out_dir: Path, names: Sequence[str], curves: Sequence[torch.Ten
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="match")
 def main(cfg: DictConfig) -> None:
-    if cfg.mode == "optimize":
-        records = match_optimize(cfg)
-    elif cfg.mode == "encoder":
-        if not cfg.get("ckpt"):
-            raise SystemExit("match.py: mode=encoder needs ckpt=RUN/checkpoints/best.ckpt "
-                             "(or mode=optimize synth=NAME to match without a trained encoder)")
-        records = match(cfg.ckpt, cfg.input, cfg.out, int(cfg.render_seed), int(cfg.batch_size), cfg.device)
-    else:
+    from scraplab.cli.status import classify, is_known
+
+    if cfg.mode not in ("encoder", "optimize"):
         raise SystemExit(f"match.py: mode must be 'encoder' or 'optimize', got {cfg.mode!r}")
+    if cfg.mode == "encoder" and not cfg.get("ckpt"):
+        raise SystemExit("match.py: mode=encoder needs ckpt=RUN/checkpoints/best.ckpt "
+                         "(or mode=optimize synth=NAME to match without a trained encoder)")
+    try:
+        if cfg.mode == "optimize":
+            records = match_optimize(cfg)
+        else:
+            records = match(cfg.ckpt, cfg.input, cfg.out, int(cfg.render_seed), int(cfg.batch_size), cfg.device,
+                            str(cfg.get("on_bad_file", "error")))
+    except Exception as err:  # bad settings, paths, audio or checkpoint: one line and the app's exit code
+        if not (is_known(err) or isinstance(err, (ValueError, FileNotFoundError))):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(classify(err)[1] if is_known(err) else 2)
     print(f"matched {len(records)} file(s); results in {Path(cfg.out).resolve()}")
