@@ -3,4 +3,5 @@ import sys
 
 from scraplab.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (package walks) must not run the dispatcher
+    sys.exit(main())
