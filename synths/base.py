@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import torch
 from torch import nn
 
 from . import dsp, rng
+
+# Keys a synth's JTFS settings may hold (the SCRAPL/JTFS loss keywords the training app fills from the synth).
+JTFS_KEYS = frozenset({"J", "Q", "J_fr", "Q_fr", "T", "F", "log1p"})
 
 CURVES = ("linear", "log", "dB", "custom")
 
@@ -86,6 +89,8 @@ class Synth(nn.Module):
             the seed (zero fill, no wrap-around); paper: ±2048.
         pre_delay: fixed delay in samples added to δ (the TR-808 "meso" setting pads by δ − δ_min = δ + 2048).
         validate: check θ and seed (one host sync per call); turn off only in trusted hot loops.
+        jtfs: overrides of the class's ``jtfs_defaults`` for this instance (keys J, Q, J_fr, Q_fr, T, F, log1p), e.g.
+            a smaller path set for a CPU twin; every consumer (training loss, θ-IS, audio metrics) then uses them.
     """
 
     jtfs_defaults: ClassVar[dict] = {}
@@ -96,8 +101,14 @@ class Synth(nn.Module):
     scrapl_grad_mult: ClassVar[float] = 1.0
 
     def __init__(self, sample_rate: int, n_samples: int, max_shift: int = 0, pre_delay: int = 0,
-                 validate: bool = True) -> None:
+                 validate: bool = True, jtfs: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
+        if jtfs:
+            unknown = sorted(set(jtfs) - JTFS_KEYS)
+            if unknown:
+                raise ValueError(f"unknown jtfs setting(s) {unknown}; allowed: {sorted(JTFS_KEYS)}")
+            given = {k: tuple(v) if k == "Q" and not isinstance(v, int) else v for k, v in dict(jtfs).items()}
+            self.jtfs_defaults = {**type(self).jtfs_defaults, **given}  # instance value shadows the class default
         if sample_rate <= 0 or n_samples <= 0:
             raise ValueError(f"sample_rate and n_samples must be positive, got {sample_rate}, {n_samples}")
         if max_shift < 0 or pre_delay < 0:

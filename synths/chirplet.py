@@ -31,7 +31,7 @@ class ChirpletSynth(Synth):
         am_hz_min, am_hz_max: AM range in Hz.
         fm_oct_s_min, fm_oct_s_max: FM range in octaves/s.
         bw_oct: window bandwidth in octaves (paper 2); sigma0: window width factor (paper 0.1).
-        max_shift: random shift range in samples (paper 2048); pre_delay, validate: see :class:`Synth`.
+        max_shift: random shift range in samples (paper 2048); pre_delay, validate, jtfs: see :class:`Synth`.
     """
 
     jtfs_defaults = dict(J=12, Q=(8, 2), J_fr=3, Q_fr=2, T=None, F=None)
@@ -41,8 +41,8 @@ class ChirpletSynth(Synth):
     def __init__(self, sample_rate: int = 8192, n_samples: int = 32768, f0_hz: float = 512.0,
                  am_hz_min: float = 0.9899, am_hz_max: float = 1.9799, fm_oct_s_min: float = 0.5,
                  fm_oct_s_max: float = 1.0, bw_oct: float = 2.0, sigma0: float = 0.1, max_shift: int = 2048,
-                 pre_delay: int = 0, validate: bool = True) -> None:
-        super().__init__(sample_rate, n_samples, max_shift, pre_delay, validate)
+                 pre_delay: int = 0, validate: bool = True, jtfs=None) -> None:
+        super().__init__(sample_rate, n_samples, max_shift, pre_delay, validate, jtfs)
         if f0_hz <= 0 or bw_oct <= 0 or sigma0 <= 0:
             raise ValueError(f"f0_hz, bw_oct and sigma0 must be positive, got {f0_hz}, {bw_oct}, {sigma0}")
         self.f0_hz, self.bw_oct, self.sigma0 = float(f0_hz), float(bw_oct), float(sigma0)

@@ -46,7 +46,7 @@ class GranularSynth(Synth):
         max_theta_slope: keeps the tan map away from its pole (paper 0.95).
         chirp_rate_scale: oct/s per unit of tan; default sr/(Q·hop)/4 with the CQT's Q = 12, hop = 256 (0.667 at
             8192 Hz), the authors' coupling of chirp rate to the encoder's time-frequency resolution.
-        max_shift, pre_delay, validate: see :class:`Synth` (the paper uses no shift for this synth).
+        max_shift, pre_delay, validate, jtfs: see :class:`Synth` (the paper uses no shift for this synth).
 
     Randomness: per grain, f0 (stream 0) and onset (stream 1, integer in [0, n_samples − grain_n_samples]) come from
     the seed. Unlike the authors' code, grain phase is the exact integral of the instantaneous frequency (zero at the
@@ -60,8 +60,8 @@ class GranularSynth(Synth):
     def __init__(self, sample_rate: int = 8192, n_samples: int = 32768, n_grains: int = 64,
                  grain_n_samples: int = 4096, f0_min_hz: float = 256.0, f0_max_hz: float = 2048.0,
                  max_theta_slope: float = 0.95, chirp_rate_scale: float | None = None, max_shift: int = 0,
-                 pre_delay: int = 0, validate: bool = True) -> None:
-        super().__init__(sample_rate, n_samples, max_shift, pre_delay, validate)
+                 pre_delay: int = 0, validate: bool = True, jtfs=None) -> None:
+        super().__init__(sample_rate, n_samples, max_shift, pre_delay, validate, jtfs)
         if not 0 < grain_n_samples <= n_samples:
             raise ValueError(f"need 0 < grain_n_samples <= n_samples, got {grain_n_samples}, {n_samples}")
         if n_grains < 1:

@@ -57,7 +57,7 @@ class TR808Synth(Synth):
         attack_ms: envelope attack (paper 1 ms = 44 samples).
         fixed_noise, noise_seed: see above.
         cutoff_knee, cutoff_ceiling: the Nyquist guard, as fractions of Nyquist.
-        max_shift, pre_delay, validate: see :class:`Synth`. The paper's meso setting is max_shift=2048 with
+        max_shift, pre_delay, validate, jtfs: see :class:`Synth`. The paper's meso setting is max_shift=2048 with
             pre_delay=2048 against targets padded by 2048 samples; micro is max_shift=0.
     """
 
@@ -67,8 +67,8 @@ class TR808Synth(Synth):
 
     def __init__(self, sample_rate: int = 44100, n_samples: int = 44100, attack_ms: float = 1.0,
                  fixed_noise: bool = False, noise_seed: int = 0, cutoff_knee: float = 0.9,
-                 cutoff_ceiling: float = 0.98, max_shift: int = 0, pre_delay: int = 0, validate: bool = True) -> None:
-        super().__init__(sample_rate, n_samples, max_shift, pre_delay, validate)
+                 cutoff_ceiling: float = 0.98, max_shift: int = 0, pre_delay: int = 0, validate: bool = True, jtfs=None) -> None:
+        super().__init__(sample_rate, n_samples, max_shift, pre_delay, validate, jtfs)
         if attack_ms < 0:
             raise ValueError(f"attack_ms must be >= 0, got {attack_ms}")
         if not 0 < cutoff_knee < cutoff_ceiling < 1:

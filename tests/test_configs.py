@@ -69,6 +69,9 @@ def test_every_experiment_preset_composes(experiment, tmp_path):
     if synth:  # CPU presets are what the bare `train.py synth=X` uses
         assert cfg.trainer.accelerator == "cpu" and cfg.trainer.max_steps > 0
         assert compose_cfg(synth, tmp_path) == cfg
+    elif experiment.startswith("twin_"):  # CPU twins of the paper's tables name their synth and run on a CPU
+        assert cfg.trainer.accelerator == "cpu" and cfg.trainer.max_steps > 0
+        assert compose_cfg([f"synth={experiment[5:]}", f"experiment={experiment}"], tmp_path) == cfg
     else:  # paper presets are GPU-sized and name their synth themselves
         assert cfg.trainer.accelerator in ("gpu", "auto") and cfg.encoder.channels == 128
 

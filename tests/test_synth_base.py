@@ -111,3 +111,21 @@ def test_synths_pickle_and_expose_front_end_defaults(cls):
     assert {"J", "Q", "J_fr", "Q_fr", "T", "F"} <= set(s.jtfs_defaults)
     assert set(s.cqt_defaults) == {"n_octaves", "bins_per_octave", "hop"}
     assert not list(s.parameters())  # stateless: nothing for an optimiser to touch
+
+
+@pytest.mark.parametrize("cls", SYNTHS)
+def test_jtfs_override_is_per_instance_and_reaches_the_loss(cls):
+    from omegaconf import OmegaConf
+
+    from scraplab.cli.build import build_loss
+
+    s = cls(jtfs={"J": 8, "Q": [8, 1], "J_fr": 2, "Q_fr": 1})
+    assert s.jtfs_defaults["J"] == 8 and s.jtfs_defaults["Q"] == (8, 1)
+    assert cls.jtfs_defaults["J"] == 12 and cls().jtfs_defaults["J"] == 12  # the class default is untouched
+    assert s.jtfs_defaults["F"] == cls.jtfs_defaults["F"]  # keys not given keep the synth's values
+    small = build_loss(OmegaConf.create({"_target_": "scraplab.losses.SCRAPLLoss", "_partial_": True}), s)
+    full = build_loss(OmegaConf.create({"_target_": "scraplab.losses.SCRAPLLoss", "_partial_": True}), cls())
+    assert small.n_paths < full.n_paths
+    assert pickle.loads(pickle.dumps(s)).jtfs_defaults == s.jtfs_defaults
+    with pytest.raises(ValueError, match="unknown jtfs setting"):
+        cls(jtfs={"j": 8})

@@ -117,6 +117,7 @@ def test_theta_is_sampler_computes_pi_once_then_reuses_it(tmp_path, monkeypatch)
     first = train(tiny_cfg("granular", "scrapl", tmp_path / "a", extra))
     stored = list((tmp_path / "data" / "theta_is").glob("*.json"))
     assert first["status"] == "ok" and len(stored) == 1
+    assert first["theta_is/warmup_s"] > 0  # the warm-up's cost is reported
     mtime = stored[0].stat().st_mtime
     train(tiny_cfg("granular", "scrapl", tmp_path / "b", extra))
     assert stored[0].stat().st_mtime == mtime  # same settings: π reused, not recomputed

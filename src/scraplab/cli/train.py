@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import hydra
 import lightning as L
@@ -89,11 +89,13 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
             "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0))}
 
 
-def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
-    """θ-IS: a 'fixed' sampler without π gets it from the stored file or computes it once (see theta_is_problem)."""
+def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:
+    """θ-IS: a 'fixed' sampler without π gets it from the stored file or computes it once (see theta_is_problem).
+    Returns the seconds this took (the warm-up's cost, or the load of a stored π), None without θ-IS."""
     sampler = objs["sampler"]
     if sampler is None or not getattr(sampler, "needs_warmup", False):
-        return
+        return None
+    t0 = time.time()
     from scraplab.sampling.importance import load_or_compute  # only needed for θ-IS
 
     problem = theta_is_problem(objs, cfg)
@@ -102,6 +104,7 @@ def _prepare_theta_is(objs: dict, cfg: DictConfig) -> None:
         problem["wait_s"] = float(sampler.warmup_settings.get("wait_s", 6 * 3600))
     probs = load_or_compute(name, problem.pop("settings"), **problem)
     sampler.set_probs(probs, source=f"theta_is/{name}")
+    return time.time() - t0
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -189,7 +192,7 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         if rank_zero_only.rank == 0:
             (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     module.run_config = to_container(cfg)
-    _prepare_theta_is(objs, cfg)
+    warmup_s = _prepare_theta_is(objs, cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:  # refuses a corrupt or unsafe file with one line naming it, and a checkpoint of another synth
         run_folder.check_same_synth(safe_load(ckpt_path), cfg, ckpt_path)
@@ -204,6 +207,8 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         lg.log_hyperparams(to_container(cfg))
 
     metrics: dict[str, Any] = {"run_dir": str(out_dir)}
+    if warmup_s is not None:
+        metrics["theta_is/warmup_s"] = warmup_s
     run["metrics"] = metrics
     has_theta = datamodule.has_theta
     if cfg.get("eval_init", True) and not cfg.trainer.get("fast_dev_run"):

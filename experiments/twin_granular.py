@@ -1,0 +1,176 @@
+"""CPU twin of the paper's granular Tables 1–2 (issue 12): the paper's recipe on a problem small enough that each
+scattering path is drawn many times in a 2-core run (preset ``configs/experiment/twin_granular.yaml``).
+
+    python experiments/twin_granular.py sweep          # the short P × lr sweep that chose the preset
+    python experiments/twin_granular.py run            # every arm × seed of the table (resumable, see below)
+    python experiments/twin_granular.py table          # experiments/results/twin_granular.{json,md,png}
+    bash experiments/run_twin_granular.sh              # run + table: the one command
+
+Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
+one BLAS thread each. Each folder gets ``twin_run.json`` (commit, command, load, exit code) before training starts. A
+rerun skips a folder only when that file names the same commit and command and the run ended ``ok``; a folder made
+by other code or another command is an error (``--overwrite`` deletes it), so a table never mixes code versions.
+The working tree must be clean (``--allow-dirty`` for trials: its results say so).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+PRESET = "experiment=twin_granular"
+
+# The issue's arm names -> the training overrides. AdamW on a path loss uses eps 1e-16: Adam's update is invariant
+# to scaling the gradient by c when eps -> eps/c, so this is AdamW on gradients x 1e8 (the 𝒫-optimizers' grad_mult).
+ARMS: dict[str, list[str]] = {
+    "param": ["loss=param", "optim=adamw", "sampler=uniform"],
+    "mss_linear": ["loss=mss", "optim=adamw", "sampler=uniform"],
+    "mss_random": ["loss=mss_random", "optim=adamw", "sampler=uniform"],
+    "jtfs": ["loss=jtfs", "optim=adamw", "optim.eps=1e-16", "sampler=uniform"],
+    "scrapl_adamw": ["loss=scrapl", "optim=adamw", "optim.eps=1e-16", "sampler=uniform"],
+    "scrapl_padam": ["loss=scrapl", "optim=p_adam", "sampler=uniform"],
+    "scrapl_psaga": ["loss=scrapl", "optim=p_saga", "sampler=uniform"],
+    "scrapl_thetais": ["loss=scrapl", "optim=p_saga", "sampler=theta_is"],
+}
+ABLATION = ["scrapl_adamw", "scrapl_padam", "scrapl_psaga", "scrapl_thetais"]
+MSS_ARMS = ["mss_linear", "mss_random"]
+
+# The sweep (run before the table, seed 0): P (through the JTFS settings) and the learning rate, for the full
+# SCRAPL recipe without θ-IS and for the MSS arms. Names: <arm>_P<P>_lr<lr>.
+SWEEP_JTFS = {49: "{J: 9, Q: [8, 1], J_fr: 2, Q_fr: 1}", 117: "{J: 8, Q: [8, 2], J_fr: 3, Q_fr: 1}"}
+SWEEP: dict[str, list[str]] = {
+    "scrapl_psaga_P49_lr1e-4": ARMS["scrapl_psaga"] + ["optim.lr=1e-4"],
+    "scrapl_psaga_P49_lr3e-4": ARMS["scrapl_psaga"] + ["optim.lr=3e-4"],
+    "scrapl_psaga_P49_lr1e-3": ARMS["scrapl_psaga"] + ["optim.lr=1e-3"],
+    "scrapl_psaga_P117_lr3e-4": ARMS["scrapl_psaga"] + ["optim.lr=3e-4", f"synth.jtfs={SWEEP_JTFS[117]}"],
+    "mss_random_lr1e-4": ARMS["mss_random"] + ["optim.lr=1e-4"],
+    "mss_random_lr1e-3": ARMS["mss_random"] + ["optim.lr=1e-3"],
+    "mss_linear_lr1e-3": ARMS["mss_linear"] + ["optim.lr=1e-3"],
+    "scrapl_thetais_P49_lr3e-4": ARMS["scrapl_thetais"] + ["optim.lr=3e-4"],
+    "param_lr1e-3": ARMS["param"] + ["optim.lr=1e-3"],
+}
+
+
+class TwinError(RuntimeError):
+    pass
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    for pkg in ("torch", "numpy", "scipy", "lightning", "hydra-core", "omegaconf", "scraplab"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def provenance(command: str, allow_dirty: bool) -> dict:
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    if dirty and not allow_dirty:
+        raise TwinError("the working tree has uncommitted changes; commit them first (results must name the code "
+                        "that made them) or pass --allow-dirty for a trial\n" + dirty)
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty), "command": command, "versions": versions()}
+
+
+def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite: bool) -> dict:
+    """Train one run into ``folder`` (or skip it when this commit and command already finished it there)."""
+    argv = [sys.executable, "train.py", PRESET, *overrides, f"hydra.run.dir={folder}"]
+    command = shlex.join(["python", *argv[1:]])
+    marker = folder / "twin_run.json"
+    if folder.exists():
+        old = json.loads(marker.read_text()) if marker.is_file() else None
+        same = old is not None and old.get("commit") == prov["commit"] and old.get("command") == command
+        if same and old.get("rc") == 0 and (folder / "metrics.json").is_file():
+            return {**old, "skipped": True}
+        if not overwrite:
+            why = ("it has no twin_run.json" if old is None else
+                   f"it was made by commit {old.get('commit', '?')[:10]}" if old.get("commit") != prov["commit"] else
+                   "it was made by another command" if old.get("command") != command else "that run did not finish")
+            raise TwinError(f"{folder} exists and {why}; pass --overwrite to delete it and run again")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    record = {"name": name, "commit": prov["commit"], "dirty": prov["dirty"], "command": command,
+              "load_before": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    marker.write_text(json.dumps(record, indent=2) + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    t0 = time.time()
+    with open(folder / "stdout.log", "w") as log:
+        rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    record.update(rc=rc, wall_s=round(time.time() - t0, 1), load_after=os.getloadavg())
+    marker.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{time.strftime('%H:%M:%S')} {name}: rc {rc}, {record['wall_s']:.0f} s", flush=True)
+    return record
+
+
+def run_all(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, overwrite: bool) -> list[dict]:
+    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_one, n, f, o, prov, overwrite): n for n, (f, o) in plan.items()}
+        records = [fut.result() for fut in cf.as_completed(futures)]
+    failed = [r["name"] for r in records if r.get("rc") != 0]
+    if failed:
+        raise TwinError(f"runs failed: {failed} (see their stdout.log)")
+    return records
+
+
+def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[Path, list[str]]]:
+    return {f"{a}/seed{s}": (out / a / f"seed{s}", ARMS[a] + [f"seed={s}", f"sampler.seed={s}"])
+            for s in seeds for a in arms}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["sweep", "run", "table"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 BLAS thread each)")
+    ap.add_argument("--out", type=Path, default=None, help="run folders (default outputs/twin_granular or _sweep)")
+    ap.add_argument("--overwrite", action="store_true", help="delete run folders made by other code or commands")
+    ap.add_argument("--allow-dirty", action="store_true")
+    args = ap.parse_args(argv)
+    command = shlex.join(["python", "experiments/twin_granular.py", *argv])
+    if args.what == "table":
+        from twin_table import write_tables  # experiments/twin_table.py, next to this file
+        write_tables(args.out or ROOT / "outputs" / "twin_granular", RESULTS, command)
+        return
+    prov = provenance(command, args.allow_dirty)
+    t0, load0 = time.time(), os.getloadavg()
+    if args.what == "sweep":
+        out = args.out or ROOT / "outputs" / "twin_sweep"
+        plan = {n: (out / n, o) for n, o in SWEEP.items()}
+    else:
+        out = args.out or ROOT / "outputs" / "twin_granular"
+        plan = table_plan(args.seeds, args.arms, out)
+    records = run_all(plan, prov, args.jobs, args.overwrite)
+    summary = {**prov, "what": args.what, "wall_s": round(time.time() - t0, 1), "load_before": load0,
+               "load_after": os.getloadavg(), "jobs": args.jobs, "runs": sorted(records, key=lambda r: r["name"])}
+    (out / f"{args.what}_provenance.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.what == "sweep":
+        from twin_table import write_sweep
+        write_sweep(out, RESULTS, summary)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        main()
+    except TwinError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
