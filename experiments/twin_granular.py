@@ -57,10 +57,9 @@ SWEEP: dict[str, list[str]] = {
     "scrapl_psaga_P117_lr3e-4": ARMS["scrapl_psaga"] + ["optim.lr=3e-4", f"synth.jtfs={SWEEP_JTFS[117]}"],
     "mss_random_lr1e-4": ARMS["mss_random"] + ["optim.lr=1e-4"],
     "mss_random_lr1e-3": ARMS["mss_random"] + ["optim.lr=1e-3"],
-    "mss_linear_lr1e-3": ARMS["mss_linear"] + ["optim.lr=1e-3"],
     "scrapl_thetais_P49_lr3e-4": ARMS["scrapl_thetais"] + ["optim.lr=3e-4"],
-    "param_lr1e-3": ARMS["param"] + ["optim.lr=1e-3"],
 }
+SWEEP_STEPS = 2000  # the validation curves (every 100 steps) show where the arms separate
 
 
 class TwinError(RuntimeError):
@@ -109,7 +108,9 @@ def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite
     record = {"name": name, "commit": prov["commit"], "dirty": prov["dirty"], "command": command,
               "load_before": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     marker.write_text(json.dumps(record, indent=2) + "\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # θ-IS π is stored inside the run folder: a rerun never picks up a π computed by other code
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "SCRAPLAB_DATA_DIR": str(folder / "data")}
     t0 = time.time()
     with open(folder / "stdout.log", "w") as log:
         rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -154,7 +155,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     t0, load0 = time.time(), os.getloadavg()
     if args.what == "sweep":
         out = args.out or ROOT / "outputs" / "twin_sweep"
-        plan = {n: (out / n, o) for n, o in SWEEP.items()}
+        plan = {n: (out / n, o + [f"trainer.max_steps={SWEEP_STEPS}"]) for n, o in SWEEP.items()}
     else:
         out = args.out or ROOT / "outputs" / "twin_granular"
         plan = table_plan(args.seeds, args.arms, out)
