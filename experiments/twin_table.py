@@ -75,7 +75,7 @@ def _paired(a: dict, b: dict, key: str, what: str) -> Optional[dict]:
              if a[s][key] is not None and b[s][key] is not None]
     if len(pairs) < 2:
         return None
-    return {"n": len(pairs), **paired_test([p[0] for p in pairs], [p[1] for p in pairs], what)}
+    return paired_test([p[0] for p in pairs], [p[1] for p in pairs], what)
 
 
 def summarise_arm(arm: str, rows: list[dict]) -> dict:
@@ -99,3 +99,136 @@ def summarise_arm(arm: str, rows: list[dict]) -> dict:
             entry[f"test_{key}"] = _stat(vals, f"{arm} {key}")
     entry["runs"] = rows
     return entry
+
+
+def _collect(out: Path) -> dict[str, list[dict]]:
+    from twin_granular import ARMS  # the arm names, next to this file
+
+    by_arm: dict[str, list[dict]] = {}
+    for arm in ARMS:
+        for folder in sorted((out / arm).glob("seed*")):
+            if (folder / "metrics.json").is_file():
+                by_arm.setdefault(arm, []).append(_run_row(folder))
+    if not by_arm:
+        raise FileNotFoundError(f"no finished twin runs under {out} (run `python experiments/twin_granular.py run`)")
+    return by_arm
+
+
+def _one_commit(out: Path, by_arm: dict) -> dict:
+    """The commit and commands of every run: all runs must come from one commit (never mix code versions)."""
+    records = [json.loads((Path(r["folder"]) / "twin_run.json").read_text()) for rows in by_arm.values() for r in rows]
+    commits = sorted({r["commit"] for r in records})
+    if len(commits) != 1 or any(r.get("dirty") for r in records):
+        raise RuntimeError(f"twin runs under {out} come from several commits or a dirty tree: {commits}; "
+                           "rerun them from one clean commit")
+    run_prov = out / "run_provenance.json"
+    prov = json.loads(run_prov.read_text()) if run_prov.is_file() else {}
+    return {"commit": commits[0], "run_command": prov.get("command"), "versions": prov.get("versions"),
+            "run_wall_s": prov.get("wall_s"), "load_before": prov.get("load_before"),
+            "load_after": prov.get("load_after"), "jobs": prov.get("jobs"),
+            "per_run": {r["name"]: {k: r.get(k) for k in ("command", "wall_s", "load_before", "load_after")}
+                        for r in records}}
+
+
+def _settings(row: dict) -> dict:
+    import yaml
+
+    cfg = yaml.safe_load((Path(row["folder"]) / "config.yaml").read_text())
+    syn = cfg["synth"]
+    return {"P": row["n_paths"], "n_samples": syn["n_samples"], "sample_rate": syn["sample_rate"],
+            "n_grains": syn["n_grains"], "grain_n_samples": syn["grain_n_samples"], "jtfs": syn.get("jtfs"),
+            "steps": cfg["trainer"]["max_steps"], "batch": cfg["data"]["batch_size"],
+            "val_every": cfg["trainer"]["val_check_interval"], "lr": cfg["optim"]["lr"],
+            "grad_mult": cfg["optim"].get("grad_mult"), "regime": cfg["data"]["regime"],
+            "grid": [cfg["synthetic"]["n_per_axis"], cfg["synthetic"]["n_seeds_per_theta"]],
+            "theta_is_warmup": cfg["sampler"].get("warmup"),
+            "draws_per_path": cfg["trainer"]["max_steps"] / row["n_paths"]}
+
+
+def _targets(arms: dict, paired: dict) -> dict:
+    mean = {a: e["theta_l1_permille"]["mean"] for a, e in arms.items()}
+    out: dict = {}
+    mss = {a: mean[a] for a in ("mss_linear", "mss_random") if a in mean}
+    if mss and "scrapl_thetais" in mean:
+        best = min(mss, key=mss.get)
+        out["scrapl_below_half_best_mss"] = {"scrapl": mean["scrapl_thetais"], "best_mss": best,
+                                             "half_best_mss": mss[best] / 2, "met": mean["scrapl_thetais"] < mss[best] / 2}
+    steps = [a for a in ("scrapl_adamw", "scrapl_padam", "scrapl_psaga", "scrapl_thetais") if a in mean]
+    out["ablation_improves_each_step"] = {"means": [mean[a] for a in steps], "arms": steps,
+                                          "met": all(mean[b] < mean[a] for a, b in zip(steps, steps[1:]))}
+    cu, ct = arms.get("scrapl_psaga", {}).get("conv_steps"), arms.get("scrapl_thetais", {}).get("conv_steps")
+    if cu and ct:
+        ok = cu["mean"] is not None and ct["mean"] is not None and ct["n_converged"] >= cu["n_converged"]
+        out["thetais_30pct_fewer_steps"] = {"uniform": cu["mean"], "thetais": ct["mean"],
+                                            "uniform_rate": cu["rate"], "thetais_rate": ct["rate"],
+                                            "met": bool(ok and ct["mean"] <= 0.7 * cu["mean"])}
+    if "warmup_fraction" in arms.get("scrapl_thetais", {}):
+        frac = arms["scrapl_thetais"]["warmup_fraction"]["mean"]
+        out["warmup_at_most_5pct"] = {"fraction": frac, "met": frac <= 0.05}
+    return out
+
+
+def _plot(arms: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arm, e in arms.items():
+        curves = [r["val_theta_l1_permille"] for r in e["runs"] if r["val_steps"]]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        steps = e["runs"][0]["val_steps"][:n]
+        ax.plot(steps, np.mean([c[:n] for c in curves], axis=0), label=f"{e['label']} ({len(curves)})",
+                ls="--" if arm in ("param", "jtfs") else "-")
+    ax.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="training step", ylabel="validation θ L1 ‰ (mean over seeds)", title="Granular CPU twin")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _md(doc: dict, command: str) -> str:
+    s, p = doc["settings"], doc["provenance"]
+    lines = ["# Granular CPU twin of the paper's Tables 1–2", "",
+             f"P = {s['P']} paths, {s['n_samples']} samples at {s['sample_rate']} Hz, {s['steps']} steps at batch "
+             f"{s['batch']} ({s['draws_per_path']:.0f} draws per path), lr {s['lr']}, {s['regime']}. "
+             f"Runs at commit `{p['commit'][:10]}`: `{p['run_command']}`; table: `{command}`.", "",
+             "| arm | test θ L1 ‰ | density | slope | conv. steps (rate) | ms/step | paper ‰ |",
+             "|---|---|---|---|---|---|---|"]
+    for arm, e in doc["arms"].items():
+        t, c = e["theta_l1_permille"], e["conv_steps"]
+        conv = "–" if c["mean"] is None else f"{c['mean']:.0f} ± {c['ci95']:.0f}"
+        lines.append(f"| {e['label']} | {t['mean']:.1f} ± {t['ci95']:.1f} | {t['density']['mean']:.1f} | "
+                     f"{t['slope']['mean']:.1f} | {conv} ({c['rate']:.0%}) | {e['ms_per_step']:.0f} | "
+                     f"{PAPER.get(arm) or '–'} |")
+    lines += ["", "Paired tests (same seeds): " + "; ".join(
+        f"{k}: Δ {v['delta_mean']:+.1f} ± {v['t_ci95'] or float('nan'):.1f} (p = {v['p_value'] or float('nan'):.3g}, "
+        f"n = {v['n']})" for k, v in doc["paired"].items() if v),
+        "", "Targets: " + "; ".join(f"{k} {'met' if v['met'] else 'NOT met'}" for k, v in doc["targets"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(out: Path, results: Path, command: str) -> dict:
+    by_arm = _collect(out)
+    arms = {a: summarise_arm(a, rows) for a, rows in by_arm.items()}
+    seeds = {a: {r["seed"]: r for r in rows} for a, rows in by_arm.items()}
+    paired = {}
+    chain = [a for a in ("scrapl_adamw", "scrapl_padam", "scrapl_psaga", "scrapl_thetais") if a in seeds]
+    for a, b in zip(chain, chain[1:]):
+        paired[f"{a}→{b} θ L1"] = _paired(seeds[a], seeds[b], "theta_l1_permille", f"{a}→{b}")
+        paired[f"{a}→{b} conv steps"] = _paired(seeds[a], seeds[b], "conv_steps", f"{a}→{b} conv")
+    for m in ("mss_linear", "mss_random"):
+        if m in seeds and "scrapl_thetais" in seeds:
+            paired[f"{m}→scrapl_thetais θ L1"] = _paired(seeds[m], seeds["scrapl_thetais"], "theta_l1_permille", m)
+    first = next(iter(by_arm.get("scrapl_psaga") or next(iter(by_arm.values()))))
+    doc = {"arms": arms, "settings": _settings(first), "paired": paired, "targets": _targets(arms, paired),
+           "provenance": {**_one_commit(out, by_arm), "command": command}}
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "twin_granular.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    (results / "twin_granular.md").write_text(_md(doc, command))
+    _plot(arms, results / "twin_granular.png")
+    return doc

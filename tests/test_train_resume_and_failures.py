@@ -52,6 +52,33 @@ def test_resume_continues_identically(tmp_path):
     assert torch.equal(a["sampler"]["stat"], c["sampler"]["stat"]) and int(a["sampler"]["count"].sum()) == 4
 
 
+def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
+    # 2 steps per epoch, validation (and so last.ckpt) every step: step 1 is in the middle of epoch 0 and step 3 in the
+    # middle of epoch 1. Without the loader state the resumed run restarts epoch 0 on its first batch.
+    mid = RESUME[:4] + ["trainer.val_check_interval=1", "trainer.check_val_every_n_epoch=null"] + RESUME[5:]
+    straight = train(tiny_cfg("granular", "scrapl", tmp_path / "a", mid))
+    for k, (stop, resume_from) in enumerate([(1, None), (3, "b0")]):
+        extra = [f"trainer.max_steps={stop}"]
+        if resume_from:
+            extra.append(f"ckpt_path={tmp_path / resume_from / 'checkpoints' / 'last.ckpt'}")
+        assert train(tiny_cfg("granular", "scrapl", tmp_path / f"b{k}", mid + extra))["steps"] == stop
+    loader_state = _state(tmp_path / "b0/checkpoints/last.ckpt")["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader_state == [{"epoch": 0, "batches": 1}]
+    resumed = train(tiny_cfg("granular", "scrapl", tmp_path / "c",
+                             mid + [f"ckpt_path={tmp_path / 'b1' / 'checkpoints' / 'last.ckpt'}"]))
+    assert straight["steps"] == resumed["steps"] == 4
+    a, c = _state(tmp_path / "a/checkpoints/last.ckpt"), _state(tmp_path / "c/checkpoints/last.ckpt")
+    enc = [k for k in a["state_dict"] if k.startswith("encoder.")]
+    assert enc and all(torch.equal(a["state_dict"][k], c["state_dict"][k]) for k in enc)
+    assert torch.equal(a["sampler"]["stat"], c["sampler"]["stat"])
+    # the validation curve and the wall clock continue across the two resumes
+    hist_a = json.loads((tmp_path / "a" / "history.json").read_text())
+    hist_c = json.loads((tmp_path / "c" / "history.json").read_text())
+    assert hist_c["step"] == hist_a["step"] == [1, 2, 3, 4]
+    assert hist_c["val/theta_l1_permille"] == hist_a["val/theta_l1_permille"]
+    assert resumed["wall_s"] > resumed["wall_s_this_process"]
+
+
 class _Worsening(L.LightningModule):
     """A linear model whose validation score only gets worse (so no validation after the first is a top-1 save)."""
 

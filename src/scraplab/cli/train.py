@@ -242,7 +242,9 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         metrics.update(module.test_audio.describe())
     if module.history["step"] and rank_zero_only.rank == 0:
         (out_dir / "history.json").write_text(json.dumps(module.history))
-    metrics.update({"status": "ok", "steps": int(trainer.global_step), "wall_s": time.time() - start,
+    # wall_s includes the training time of the runs this one resumed (saved in the checkpoint)
+    metrics.update({"status": "ok", "steps": int(trainer.global_step),
+                    "wall_s": time.time() - start + module.wall_before_s, "wall_s_this_process": time.time() - start,
                     "best_checkpoint": best or None, "tested_checkpoint": "best" if test_ckpt else "last",
                     "has_theta": has_theta})
     _write_metrics(out_dir, metrics)

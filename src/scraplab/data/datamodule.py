@@ -2,7 +2,9 @@
 
 Both are built for a synth (``n_params``, ``synth_sample_rate``, ``n_samples`` are supplied by the app; see
 :func:`build_datamodule`). Training batches are shuffled by :class:`EpochShuffle`, a permutation that is a pure
-function of (seed, epoch), so a run resumed from an epoch-end checkpoint sees the same batches as an uninterrupted one.
+function of (seed, epoch), so a resumed run sees the same batches as an uninterrupted one: the training loader is a
+:class:`ResumableLoader`, whose state (saved in Lightning checkpoints) is the number of batches of the current epoch
+already trained on, which a run resumed mid-epoch skips.
 Validation and test loaders never shuffle (the selection metric must be deterministic).
 
 Multi-process (DDP) training: the training loader's sampler is a :class:`GlobalBatchShard`, which hands rank r the
@@ -71,6 +73,7 @@ class GlobalBatchShard(DistributedSampler):
         self.epoch = 0
         self.shuffle = order is not None
         self.seed = int(getattr(order, "seed", 0))
+        self.resume_at: tuple[int, int] | None = None  # (epoch, rows): the next iteration of that epoch skips rows
 
     def _world(self) -> tuple[int, int]:
         if self._num_replicas is not None:
@@ -109,11 +112,54 @@ class GlobalBatchShard(DistributedSampler):
         total = self._total(world)
         while len(rows) < total:  # pad by repeating the start (DistributedSampler's rule)
             rows += rows[:total - len(rows)]
-        return iter(rows[:total][rank::world])
+        mine = rows[:total][rank::world]
+        resume, self.resume_at = self.resume_at, None
+        # Only the epoch the state was saved in is resumed mid-way (the epoch is read here, at the first batch:
+        # Lightning sets it after creating the loader's iterator).
+        skip = resume[1] if resume is not None and resume[0] == self.epoch and 0 < resume[1] < len(mine) else 0
+        return iter(mine[skip:])
 
     def __len__(self) -> int:
         world = self._world()[0]
         return self._total(world) // world
+
+
+class ResumableLoader(DataLoader):
+    """Training loader with Lightning's ``state_dict`` / ``load_state_dict`` interface: a checkpoint records the
+    epoch and how many batches of it were trained on; loading it makes the next iteration of that epoch start after
+    them (the row order is a pure function of seed and epoch, see :class:`EpochShuffle`), so a run resumed from a
+    mid-epoch checkpoint trains on exactly the batches of an uninterrupted one.
+
+    The count comes from the training module (:meth:`mark_trained`, called when batch ``i`` starts), not from the
+    iterator: Lightning fetches one batch ahead, so the number of batches yielded is one more than the number used.
+    The sampler must be a :class:`GlobalBatchShard`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, GlobalBatchShard):
+            raise TypeError(f"ResumableLoader needs a GlobalBatchShard sampler, got {type(self.sampler).__name__}")
+        self.trained = 0  # batches of the current epoch trained on (or being trained on); set by mark_trained
+        self._pending: dict | None = None
+
+    def mark_trained(self, batch_idx: int) -> None:
+        """Batch ``batch_idx`` (0-based, within the epoch) is being trained on."""
+        self.trained = int(batch_idx) + 1
+
+    def state_dict(self) -> dict:
+        return {"epoch": int(self.sampler.epoch), "batches": int(self.trained)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or not {"epoch", "batches"} <= set(state):
+            raise ValueError(f"not a ResumableLoader state: {state!r}")
+        self._pending = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+
+    def __iter__(self):
+        pending, self._pending = self._pending, None
+        self.trained = 0
+        if pending is not None:  # an epoch-end state (all batches trained) skips nothing (see GlobalBatchShard)
+            self.sampler.resume_at = (pending["epoch"], pending["batches"] * self.batch_size)
+        return super().__iter__()
 
 
 class _BaseDataModule(L.LightningDataModule):
@@ -141,10 +187,10 @@ class _BaseDataModule(L.LightningDataModule):
         if split == "train":
             # Rank-aware: DDP ranks take interleaved shares of the one-process order (see GlobalBatchShard); drop_last
             # (shuffled training only, and only when the split gives a global batch) is applied by the sampler.
-            sampler: Sampler[int] | None = GlobalBatchShard(len(ds), self.batch_size, order, drop_last=shuffle)
-            drop = False
-        else:
-            sampler, drop = order, shuffle and len(ds) >= self.batch_size
+            shard = GlobalBatchShard(len(ds), self.batch_size, order, drop_last=shuffle)
+            return ResumableLoader(ds, batch_size=self.batch_size, sampler=shard, drop_last=False,
+                                   num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        sampler, drop = order, shuffle and len(ds) >= self.batch_size
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import time
 from typing import Any, Callable
 
 import lightning as L
@@ -105,6 +106,8 @@ class SoundMatchingModule(L.LightningModule):
             from scraplab.training.eval_audio import EvalAudioMetrics
             self.test_audio = EvalAudioMetrics(synth, **test_audio)
         self.history: dict[str, list] = {"step": [], "val/theta_l1_permille": []}  # written to history.json
+        # Training wall time of the runs this one resumed (from the checkpoint), and when this fit started.
+        self.wall_before_s, self._fit_t0 = 0.0, None
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -144,6 +147,9 @@ class SoundMatchingModule(L.LightningModule):
         return self.encoder(x)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        loader = self.trainer.train_dataloader if self._trainer is not None else None
+        if hasattr(loader, "mark_trained"):  # the data position a mid-epoch checkpoint records (ResumableLoader)
+            loader.mark_trained(batch_idx)
         if self.step_seed is not None:
             mixed = mix_seed(torch.tensor([int(self.step_seed)]), self.global_step * 4099 + self.global_rank)
             torch.manual_seed(int(mixed[0]))
@@ -259,6 +265,13 @@ class SoundMatchingModule(L.LightningModule):
                 "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
 
     # ------------------------------------------------------------------------------------------------ checkpoints
+    def on_fit_start(self) -> None:
+        self._fit_t0 = time.time()
+
+    def train_wall_s(self) -> float:
+        """Wall time of fitting so far, including the runs this one resumed."""
+        return self.wall_before_s + (time.time() - self._fit_t0 if self._fit_t0 is not None else 0.0)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The synth and the loss are rebuilt from the config: keep only their RNG state (e.g. RandomMSSLoss).
         sd = checkpoint["state_dict"]
@@ -269,6 +282,9 @@ class SoundMatchingModule(L.LightningModule):
             checkpoint["sampler"] = self.sampler.state_dict()
         if self.run_config is not None:
             checkpoint["scraplab_config"] = self.run_config
+        # A resumed run continues the validation curve and the wall clock (history.json, metrics.json wall_s).
+        checkpoint["scraplab_progress"] = {"history": {k: list(v) for k, v in self.history.items()},
+                                           "train_wall_s": float(self.train_wall_s())}
         # Plain tensors and tuples only, so that checkpoints load with torch.load(weights_only=True).
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
@@ -282,6 +298,10 @@ class SoundMatchingModule(L.LightningModule):
                              "(was it trained with another synth or encoder config?)")
         if self.sampler is not None and "sampler" in checkpoint:
             self.sampler.load_state_dict(checkpoint["sampler"])
+        progress = checkpoint.get("scraplab_progress")
+        if progress and self._trainer is not None and self.trainer.state.fn == "fit":  # not when testing best.ckpt
+            self.history = {k: list(v) for k, v in progress["history"].items()}
+            self.wall_before_s = float(progress["train_wall_s"])
         if "rng" in checkpoint:
             torch.set_rng_state(checkpoint["rng"]["torch"])
             kind, keys, pos, has_gauss, cached = checkpoint["rng"]["numpy"]
