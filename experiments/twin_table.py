@@ -42,15 +42,15 @@ def _run_row(folder: Path) -> dict:
             "mss_lin": m.get("test/audio/mss_lin")}
 
 
-def write_sweep(out: Path, results: Path, summary: dict) -> dict:
+def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep") -> dict:
     rows = {}
     for rec in summary["runs"]:
         rows[rec["name"]] = _run_row(out / rec["name"])
     doc = {"runs": rows, "provenance": {k: summary[k] for k in ("commit", "dirty", "command", "versions", "wall_s",
                                                                  "load_before", "load_after", "jobs")}}
     results.mkdir(parents=True, exist_ok=True)
-    (results / "twin_sweep.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    lines = ["# Granular twin: sweep over P and learning rate (seed 0)", "",
+    (results / f"{name}.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    lines = [f"# Granular twin: {'sweep over P and learning rate' if name == 'twin_sweep' else 'long run'} (seed 0)", "",
              f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread each.",
              "", "| run | P | test θ L1 ‰ | density | slope | val θ L1 ‰ at steps | conv. step | ms/step | warm-up s |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -61,7 +61,7 @@ def write_sweep(out: Path, results: Path, summary: dict) -> dict:
                      f"{r['per_param'].get('density', float('nan')):.1f} | {r['per_param'].get('slope', float('nan')):.1f} | "
                      f"{curve} | {r['conv_steps'] or '–'} | {r['ms_per_step'] or float('nan'):.0f} | "
                      f"{'–' if r['warmup_s'] is None else format(r['warmup_s'], '.0f')} |")
-    (results / "twin_sweep.md").write_text("\n".join(lines) + "\n")
+    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
     return doc
 
 

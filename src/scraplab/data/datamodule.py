@@ -248,7 +248,9 @@ class WavDataModule(_BaseDataModule):
     """A folder of one-shots split into train/val/test (no ground-truth θ: the θ metrics are absent).
 
     Args:
-        path: folder (searched recursively) or a single file.
+        path: folder (searched recursively) or a single file. A folder holding ``train/``, ``val/`` and ``test/``
+            subfolders (e.g. ``make drums``'s split by kit) is a fixed split: each subfolder is one split and
+            ``fractions`` is not used.
         synth_sample_rate, n_samples: files are resampled and padded/cropped to these.
         fractions: split fractions over the sorted file list, shuffled with ``split_seed``; with fewer than 3 files
             every split reuses all files (a smoke-test convenience, announced by a warning).
@@ -266,10 +268,16 @@ class WavDataModule(_BaseDataModule):
             raise ValueError("data=wav_folder needs data.path=DIR (a folder of WAV one-shots)")
         self.path, self.n_samples, self.fractions, self.split_seed = Path(path), int(n_samples), fractions, split_seed
         self.files = list_audio(self.path)  # fail at start-up on a missing or empty folder
+        self.split_files = ({s: list_audio(self.path / s) for s in SPLITS}
+                            if all((self.path / s).is_dir() for s in SPLITS) else None)
         self.has_theta = False
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
+            return
+        if self.split_files is not None:  # fixed split by subfolder
+            self.splits = {s: WavFolderDataset(f, self.sample_rate, self.n_samples, on_bad_file=self.on_bad_file)
+                           for s, f in self.split_files.items()}
             return
         full = WavFolderDataset(self.files, self.sample_rate, self.n_samples, on_bad_file=self.on_bad_file)
         n = len(full)
