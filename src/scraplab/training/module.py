@@ -28,6 +28,7 @@ from torch import nn
 
 from scraplab.losses.scrapl import weighted_path_loss
 from scraplab.losses.spectral import MSSLoss
+from scraplab.metrics.spread import COLLAPSE_RATIO, is_collapsed, theta_spread
 from scraplab.metrics.theta import theta_l1_permille
 
 _EVAL_STEP = 987_654_321  # fixed "step" mixed into meso prediction seeds at validation/test
@@ -108,6 +109,7 @@ class SoundMatchingModule(L.LightningModule):
         self.history: dict[str, list] = {"step": [], "val/theta_l1_permille": []}  # written to history.json
         # Training wall time of the runs this one resumed (from the checkpoint), and when this fit started.
         self.wall_before_s, self._fit_t0 = 0.0, None
+        self._predictions: list = []  # (θ̂, θ or None) of the current val/test epoch, for the collapse measure
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -206,6 +208,7 @@ class SoundMatchingModule(L.LightningModule):
             loss = self.loss(x_hat, x)
         if loss is not None:
             self.log(self._name(stage, "loss"), loss, batch_size=bs)
+        self._predictions.append((theta_hat.detach().cpu(), None if theta is None else theta.detach().cpu()))
         if theta is not None:
             per_param = theta_l1_permille(theta_hat, theta)  # (U,)
             score = per_param.mean()
@@ -234,6 +237,31 @@ class SoundMatchingModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum = [0.0, 0]
+        self._predictions = []
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_test_epoch_end(self) -> None:
+        self._log_spread("test")
+
+    def _log_spread(self, stage: str) -> None:
+        """Collapse measure (:func:`scraplab.metrics.spread.theta_spread`) over this rank's predictions of the epoch;
+        warns at the final test when the matcher predicts nearly one θ for everything."""
+        preds = getattr(self, "_predictions", [])
+        if sum(p[0].shape[0] for p in preds) < 2:
+            return
+        theta_hat = torch.cat([p[0] for p in preds])
+        theta = torch.cat([p[1] for p in preds]) if all(p[1] is not None for p in preds) else None
+        spread = theta_spread(theta_hat, theta, self.synth.param_names)
+        for key, value in spread.items():
+            self.log(self._name(stage, key), value, sync_dist=False)
+        name = self._name(stage, "theta_spread_ratio")
+        if name == "test/theta_spread_ratio" and is_collapsed(spread["theta_spread_ratio"]):
+            from lightning.pytorch.utilities import rank_zero_warn
+            rank_zero_warn(f"the matcher looks collapsed: its predicted θ varies {spread['theta_spread_ratio']:.2f}× "
+                           f"as much as the targets across the test set (below {COLLAPSE_RATIO}); it predicts nearly "
+                           "one preset for every sound")
 
     def on_validation_epoch_end(self) -> None:
         # this rank's batch-size-weighted mean (Lightning's own reduction runs after this hook)
@@ -241,6 +269,8 @@ class SoundMatchingModule(L.LightningModule):
         if n and not self.trainer.sanity_checking:
             self.history["step"].append(int(self.global_step))
             self.history["val/theta_l1_permille"].append(total / n)
+        if not self.trainer.sanity_checking:
+            self._log_spread("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "test")
