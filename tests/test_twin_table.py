@@ -1,0 +1,64 @@
+"""experiments/twin_table.py on fake twin run folders: the issue's JSON shape, targets, and the one-commit rule."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXP))  # twin_table imports twin_granular (the arm names) from its own folder
+spec = importlib.util.spec_from_file_location("_exp_twin_table", EXP / "twin_table.py")
+twin_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(twin_table)
+
+CFG = {"synth": {"_target_": "scraplab.synths.granular.GranularSynth", "n_samples": 8192, "sample_rate": 8192,
+                 "n_grains": 16, "grain_n_samples": 2048, "jtfs": {"J": 9}},
+       "trainer": {"max_steps": 400, "val_check_interval": 100}, "data": {"batch_size": 8, "regime": "meso"},
+       "optim": {"_target_": "scraplab.optim.factories.p_saga", "lr": 3e-4}, "synthetic": {"n_per_axis": 16,
+       "n_seeds_per_theta": 2}, "loss": {"_target_": "scraplab.losses.SCRAPLLoss"},
+       "sampler": {"mode": "uniform", "budget": 1}}
+
+
+def _run(root, arm, seed, test, curve, commit="abc", mode="uniform"):
+    folder = root / arm / f"seed{seed}"
+    folder.mkdir(parents=True)
+    cfg = {**CFG, "seed": seed, "sampler": {"mode": mode, "budget": 1}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = {"status": "ok", "test/theta_l1_permille": test, "test/theta_l1_permille/density": test - 10,
+               "test/theta_l1_permille/slope": test + 10, "wall_s": 100.0, "steps": 400, "scrapl/n_paths": 49,
+               "theta_is/warmup_s": 4.0 if mode == "fixed" else None}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "history.json").write_text(json.dumps({"step": [100, 200, 300, 400], "val/theta_l1_permille": curve}))
+    (folder / "twin_run.json").write_text(json.dumps({"name": f"{arm}/seed{seed}", "commit": commit, "dirty": False,
+                                                      "command": "python train.py ...", "rc": 0}))
+
+
+def test_table_shape_targets_and_paired_tests(tmp_path):
+    out, res = tmp_path / "runs", tmp_path / "results"
+    for seed in range(3):
+        _run(out, "mss_random", seed, 170.0 + seed, [200, 180, 170, 170])
+        _run(out, "scrapl_psaga", seed, 90.0 + seed, [200, 140, 95, 90])
+        _run(out, "scrapl_thetais", seed, 60.0 + 2 * seed, [140, 90, 70, 60], mode="fixed")
+    doc = twin_table.write_tables(out, res, "python experiments/twin_granular.py table")
+    arm = doc["arms"]["scrapl_thetais"]
+    assert arm["theta_l1_permille"]["mean"] == pytest.approx(62.0) and arm["n_seeds"] == 3
+    assert set(arm["theta_l1_permille"]) >= {"mean", "ci95", "density", "slope"}
+    assert arm["conv_steps"]["mean"] == pytest.approx(200.0) and doc["arms"]["scrapl_psaga"]["conv_steps"]["mean"] == 300
+    assert doc["settings"]["P"] == 49 and doc["settings"]["steps"] == 400 and doc["settings"]["batch"] == 8
+    t = doc["targets"]
+    assert t["scrapl_below_half_best_mss"]["met"] is True  # 62 < 170.x / 2
+    assert t["ablation_improves_each_step"]["met"] is True
+    assert t["thetais_30pct_fewer_steps"]["met"] is True  # 200 vs 300 steps: 33 % fewer
+    assert doc["paired"]["scrapl_psaga→scrapl_thetais θ L1"]["delta_mean"] == pytest.approx(-29.0)
+    assert doc["provenance"]["commit"] == "abc"
+    assert json.loads((res / "twin_granular.json").read_text())["arms"].keys() == doc["arms"].keys()
+    assert (res / "twin_granular.md").read_text().count("\n| ") == 4 and (res / "twin_granular.png").exists()
+
+
+def test_runs_of_two_commits_are_refused(tmp_path):
+    _run(tmp_path / "runs", "mss_random", 0, 170.0, [200, 180, 170, 170], commit="abc")
+    _run(tmp_path / "runs", "scrapl_psaga", 0, 90.0, [200, 140, 95, 90], commit="def")
+    with pytest.raises(RuntimeError, match="several commits"):
+        twin_table.write_tables(tmp_path / "runs", tmp_path / "results", "cmd")
