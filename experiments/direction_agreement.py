@@ -13,6 +13,7 @@ reports, per synth parameter u:
   unbiased form (uniform: w = 1).
 
     python experiments/direction_agreement.py --synth granular --probs experiments/results/direct_granular.json
+    python experiments/direction_agreement.py --synth granular --preset twin_granular --targets 16   # the twin
 """
 from __future__ import annotations
 
@@ -33,11 +34,21 @@ def _grad(fn, theta):
     return g.double()  # (T, U)
 
 
-def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int) -> dict:
+def twin_synth(preset: str):
+    """The synth of a CPU-twin preset (``configs/experiment/<preset>.yaml``), with its per-instance JTFS settings."""
+    import yaml
+
+    from scraplab.locations import config_dir
+    from scraplab.synths import GranularSynth
+    cfg = yaml.safe_load((config_dir() / "experiment" / f"{preset}.yaml").read_text())
+    return GranularSynth(**cfg["synth"])
+
+
+def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int, preset: str | None = None) -> dict:
     from scraplab.losses import JTFSLoss, SCRAPLLoss
     from scraplab.losses.spectral import MSSLoss, RandomMSSLoss
     from scraplab.matching.optimize import initial_theta, render_seeds
-    synth = build_synth(synth_name)
+    synth = twin_synth(preset) if preset else build_synth(synth_name)
     theta_star, seeds = test_targets(synth, 32)
     theta_star, seeds = theta_star[:n_targets].float(), seeds[:n_targets]
     with torch.no_grad():
@@ -57,7 +68,7 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
     g_full = _grad(lambda th: sum(jt(synth(th[i:i + 4], rs[i:i + 4]), x[i:i + 4], reduction="none").sum()
                                   for i in range(0, n_targets, 4)), theta0)  # chunks of 4: JTFS memory
     g_scrapl_mean = g_paths.mean(0)
-    out = {"synth": synth_name, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
+    out = {"synth": synth_name, "preset": preset, "n_paths": P, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
 
     def direction_stats(g, w=None):  # g (K, T, U) gradients, w (K,) weights summing to 1
         w = torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64) if w is None else w
@@ -107,13 +118,17 @@ def main(argv=None) -> None:
     p.add_argument("--probs", default=None, help="direct_<synth>.json (or a raw scrapl_thetais file): the θ-IS π")
     p.add_argument("--random-draws", type=int, default=16)
     p.add_argument("--out", default="experiments/results")
+    p.add_argument("--preset", default=None, help="a CPU-twin preset whose synth to use, e.g. twin_granular "
+                   "(granular only; writes direction_<preset>.json)")
     a = p.parse_args(argv)
+    if a.preset and a.synth != "granular":
+        p.error("--preset is for --synth granular")
     torch.set_num_threads(1)
     prov = provenance(sys.argv)
-    res = measure(a.synth, a.targets, a.probs, a.random_draws)
+    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset)
     res["provenance"] = prov
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / f"direction_{a.synth}.json").write_text(json.dumps(res, indent=1))
+    (Path(a.out) / f"direction_{a.preset or a.synth}.json").write_text(json.dumps(res, indent=1))
     for arm, v in res["arms"].items():
         print(a.synth, arm, json.dumps({k: (round(x, 3) if isinstance(x, float) else
                                             {n: round(y, 3) for n, y in x.items()}) for k, x in v.items()}))
