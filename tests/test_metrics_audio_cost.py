@@ -120,3 +120,35 @@ def test_step_cost_callback_times_every_training_step():
     assert len(cb.timer.durations) == 7 and m["cost/n_steps"] == 5
     assert m["cost/ms_per_step_median"] >= 5.0 and m["cost/ms_per_step_iqr"] >= 0.0
     assert m["cost/peak_mem_mb"] >= 0.0 and m["cost/peak_mem_source"].startswith("ru_maxrss")
+
+
+def _logmel_numpy(x, sr, n_fft=2048, hop=512, n_mels=128, eps=1e-5):
+    """Independent float64 log-mel: reflect-padded Hann frames, numpy rfft, HTK-mel triangles."""
+    import numpy as np
+    x = np.pad(x, n_fft // 2, mode="reflect")
+    frames = np.stack([x[i:i + n_fft] for i in range(0, len(x) - n_fft + 1, hop)])
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    power = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2  # (T, F)
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    edges = 700 * (10 ** (np.linspace(mel(0.0), mel(sr / 2), n_mels + 2) / 2595) - 1)
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    fb = np.zeros((n_mels, freqs.size))
+    for m in range(n_mels):
+        lo, mid, hi = edges[m:m + 3]
+        fb[m] = np.clip(np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)), 0, None)
+    return np.log(power @ fb.T + eps)
+
+
+def test_logmel_l1_matches_an_independent_computation():
+    import numpy as np
+    from scraplab.metrics.audio import logmel_l1
+    g = torch.Generator().manual_seed(3)
+    x, x_hat = torch.randn(2, 8000, generator=g, dtype=torch.float64), torch.randn(2, 8000, generator=g, dtype=torch.float64)
+    x_hat[1] = x[1] * 0.5  # a level difference: log-mel L1 = |log(mel·0.25 + eps) − log(mel + eps)| ≈ log 4
+    got = logmel_l1(x_hat, x, 22050)
+    ref = [np.abs(_logmel_numpy(x_hat[i].numpy(), 22050) - _logmel_numpy(x[i].numpy(), 22050)).mean() for i in range(2)]
+    torch.testing.assert_close(got.double(), torch.tensor(ref), rtol=1e-3, atol=1e-4)
+    assert abs(float(got[1]) - np.log(4)) < 0.05
+    assert float(logmel_l1(x, x, 22050).abs().max()) == 0.0
+    with pytest.raises(ValueError, match="must be equal"):
+        logmel_l1(x, x[:, :100], 22050)

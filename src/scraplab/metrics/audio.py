@@ -5,6 +5,8 @@
   It is exact but slow on CPU at paper sizes (P = 323 paths at N = 32768). ``paths`` selects a subset for CPU runs:
   an int k takes k evenly spaced paths (deterministic), a list takes those paths. The subset mean is then an
   estimate of the full distance (exact for k = P); reports must say which was used (``describe_paths``).
+* :func:`logmel_l1` — per-example mean absolute difference of log-mel spectrograms (128 HTK-mel bands, FFT 2048,
+  hop 512, Hann; log(mel + 1e-5)), the "log-mel L1" of the 808 evaluation (issue 16).
 * :class:`MSSDistances` — per-example MSS distances with the repo's baselines (``scraplab.losses.spectral``): "MSS
   Linear" (``mss_lin``), "MSS Log + Linear" (``mss_log_lin``, the 808 table's MSS column) and "MSS Revisited"
   (``mss_rev``), each with the paper's default resolutions.
@@ -72,6 +74,38 @@ def jtfs_distance(loss: SCRAPLLoss, x_hat: torch.Tensor, x: torch.Tensor, paths:
             S_hat, S = torch.log1p(S_hat / loss.log1p_eps), torch.log1p(S / loss.log1p_eps)
         total = total + path_distance(S_hat, S, loss.scaling, loss.n_paths).sum(1)
     return total / len(idx)
+
+
+def hz_to_mel(f: torch.Tensor) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+
+def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
+                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Triangular HTK-mel filters (n_mels, n_fft // 2 + 1), peak 1, edges at n_mels + 2 mel-spaced frequencies."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    mels = torch.linspace(float(hz_to_mel(torch.tensor(fmin))), float(hz_to_mel(torch.tensor(fmax))), n_mels + 2,
+                          dtype=torch.float64)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # Hz
+    freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up, down = (freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)
+    return torch.clamp(torch.minimum(up, down), min=0.0).to(dtype)
+
+
+@torch.no_grad()
+def logmel_l1(x_hat: torch.Tensor, x: torch.Tensor, sample_rate: float, n_fft: int = 2048, hop: int = 512,
+              n_mels: int = 128, eps: float = 1e-5) -> torch.Tensor:
+    """Per-example log-mel L1 distance ``(B,)`` of ``x_hat`` and ``x`` ((B, N) or (B, 1, N), same shape)."""
+    if x_hat.shape != x.shape or x.dim() not in (2, 3):
+        raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must be equal (B, N) or (B, 1, N)")
+    both = torch.cat([x_hat.reshape(x.shape[0], -1), x.reshape(x.shape[0], -1)]).float()
+    window = torch.hann_window(n_fft, device=both.device)
+    power = torch.stft(both, n_fft, hop, window=window, return_complex=True).abs().square()  # (2B, F, T)
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, dtype=power.dtype).to(power.device)
+    logmel = torch.log(torch.einsum("mf,bft->bmt", fb, power) + eps)
+    a, b = logmel.chunk(2)
+    return (a - b).abs().mean(dim=(1, 2))
 
 
 class MSSDistances(torch.nn.Module):

@@ -2,7 +2,8 @@
 
 Per example, averaged over the test split by Lightning (weighted by batch size):
 
-* ``audio/mss_lin``, ``audio/mss_log_lin``, ``audio/mss_rev`` — :class:`scraplab.metrics.audio.MSSDistances`;
+* ``audio/mss_lin``, ``audio/mss_log_lin``, ``audio/mss_rev`` — :class:`scraplab.metrics.audio.MSSDistances`,
+  and ``audio/logmel_l1`` (:func:`scraplab.metrics.audio.logmel_l1`), all with ``mss: true``;
 * ``audio/jtfs_<k>of<P>`` — the JTFS distance (:func:`scraplab.metrics.audio.jtfs_distance`) with the synth's
   default JTFS settings (second-order paths, ``norm`` scaling — the same metric for every training loss), on ``k``
   evenly spaced paths of ``P`` (``jtfs_paths: null`` = all paths, exact; the key then reads ``jtfs_all<P>``). The
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from scraplab.losses.scrapl import SCRAPLLoss
-from scraplab.metrics.audio import MSSDistances, describe_paths, jtfs_distance, select_paths
+from scraplab.metrics.audio import MSSDistances, describe_paths, jtfs_distance, logmel_l1, select_paths
 from scraplab.metrics.features import transient_decay_errors
 
 
@@ -57,6 +58,7 @@ class EvalAudioMetrics(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.mss is not None:
             out.update({f"audio/{k}": v for k, v in self.mss(x_hat, x).items()})
+            out["audio/logmel_l1"] = logmel_l1(x_hat, x, self.sample_rate)
         if self.jtfs is not None:
             out[self.jtfs_key] = jtfs_distance(self.jtfs, x_hat, x, self.paths)
         if self.features:
