@@ -15,19 +15,17 @@ The working tree must be clean (``--allow-dirty`` for trials: its results say so
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
 import os
-import platform
 import shlex
-import shutil
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
+from runplan import RunPlanError, provenance, run_all  # experiments/runplan.py, next to this file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py and twin_table.py (not a package)
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 PRESET = "experiment=twin_granular"
@@ -73,74 +71,7 @@ LONG: dict[str, list[str]] = {
 }
 
 
-class TwinError(RuntimeError):
-    pass
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
-    for pkg in ("torch", "numpy", "scipy", "lightning", "hydra-core", "omegaconf", "scraplab"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def provenance(command: str, allow_dirty: bool) -> dict:
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    if dirty and not allow_dirty:
-        raise TwinError("the working tree has uncommitted changes; commit them first (results must name the code "
-                        "that made them) or pass --allow-dirty for a trial\n" + dirty)
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty), "command": command, "versions": versions()}
-
-
-def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite: bool) -> dict:
-    """Train one run into ``folder`` (or skip it when this commit and command already finished it there)."""
-    argv = [sys.executable, "train.py", PRESET, *overrides, f"hydra.run.dir={folder}"]
-    command = shlex.join(["python", *argv[1:]])
-    marker = folder / "twin_run.json"
-    if folder.exists():
-        old = json.loads(marker.read_text()) if marker.is_file() else None
-        same = old is not None and old.get("commit") == prov["commit"] and old.get("command") == command
-        if same and old.get("rc") == 0 and (folder / "metrics.json").is_file():
-            return {**old, "skipped": True}
-        if same and old.get("rc") is None:
-            print(f"{folder}: unfinished run of this commit and command (interrupted): running it again", flush=True)
-        elif not overwrite:
-            why = ("it has no twin_run.json" if old is None else
-                   f"it was made by commit {old.get('commit', '?')[:10]}" if old.get("commit") != prov["commit"] else
-                   "it was made by another command" if old.get("command") != command else "that run did not finish")
-            raise TwinError(f"{folder} exists and {why}; pass --overwrite to delete it and run again")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    record = {"name": name, "commit": prov["commit"], "dirty": prov["dirty"], "command": command,
-              "load_before": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    marker.write_text(json.dumps(record, indent=2) + "\n")
-    # θ-IS π is stored inside the run folder: a rerun never picks up a π computed by other code
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "SCRAPLAB_DATA_DIR": str(folder / "data")}
-    t0 = time.time()
-    with open(folder / "stdout.log", "w") as log:
-        rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    record.update(rc=rc, wall_s=round(time.time() - t0, 1), load_after=os.getloadavg())
-    marker.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{time.strftime('%H:%M:%S')} {name}: rc {rc}, {record['wall_s']:.0f} s", flush=True)
-    return record
-
-
-def run_all(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, overwrite: bool) -> list[dict]:
-    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_one, n, f, o, prov, overwrite): n for n, (f, o) in plan.items()}
-        records = [fut.result() for fut in cf.as_completed(futures)]
-    failed = [r["name"] for r in records if r.get("rc") != 0]
-    if failed:
-        raise TwinError(f"runs failed: {failed} (see their stdout.log)")
-    return records
+TwinError = RunPlanError  # the name the table script and older notes use
 
 
 def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[Path, list[str]]]:
@@ -175,7 +106,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         out = args.out or ROOT / "outputs" / "twin_granular"
         plan = table_plan(args.seeds, args.arms, out)
-    records = run_all(plan, prov, args.jobs, args.overwrite)
+    records = run_all(plan, prov, args.jobs, args.overwrite, [PRESET])
     summary = {**prov, "what": args.what, "wall_s": round(time.time() - t0, 1), "load_before": load0,
                "load_after": os.getloadavg(), "jobs": args.jobs, "runs": sorted(records, key=lambda r: r["name"])}
     (out / f"{args.what}_provenance.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -185,7 +116,6 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
         main()
     except TwinError as err:

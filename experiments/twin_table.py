@@ -129,7 +129,7 @@ def _one_commit(out: Path, by_arm: dict) -> dict:
     run_prov = out / "run_provenance.json"
     prov = json.loads(run_prov.read_text()) if run_prov.is_file() else {}
     if not prov:  # the plan is still running (or was interrupted): versions of this environment, labelled so
-        from twin_granular import versions
+        from runplan import versions
         prov = {"versions_at_table_time": versions(), "note": "run_provenance.json absent: the plan had not finished"}
     return {"commit": commits[0], "run_command": prov.get("command"), "versions": prov.get("versions"),
             "versions_at_table_time": prov.get("versions_at_table_time"), "note": prov.get("note"),

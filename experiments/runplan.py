@@ -1,0 +1,98 @@
+"""Run plans for the experiment scripts: train.py runs with provenance, resumable, never mixing code versions.
+
+Each run folder gets ``twin_run.json`` (commit, command, load, exit code) before training starts. A rerun skips a
+folder only when that file names the same commit and command and the run ended ``ok``; an interrupted run of the same
+commit and command is run again; a folder made by other code or another command is an error (``overwrite`` deletes
+it). The working tree must be clean unless ``allow_dirty`` (results then say so). Runs get one BLAS thread each and
+keep their θ-IS π inside their folder (``SCRAPLAB_DATA_DIR``).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class RunPlanError(RuntimeError):
+    pass
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    for pkg in ("torch", "numpy", "scipy", "lightning", "hydra-core", "omegaconf", "scraplab"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def provenance(command: str, allow_dirty: bool) -> dict:
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    if dirty and not allow_dirty:
+        raise RunPlanError("the working tree has uncommitted changes; commit them first (results must name the code "
+                        "that made them) or pass --allow-dirty for a trial\n" + dirty)
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty), "command": command, "versions": versions()}
+
+
+def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite: bool,
+            leading: Sequence[str] = ()) -> dict:
+    """Train one run into ``folder`` (or skip it when this commit and command already finished it there).
+    ``leading``: overrides placed first (the experiment preset)."""
+    argv = [sys.executable, "train.py", *leading, *overrides, f"hydra.run.dir={folder}"]
+    command = shlex.join(["python", *argv[1:]])
+    marker = folder / "twin_run.json"
+    if folder.exists():
+        old = json.loads(marker.read_text()) if marker.is_file() else None
+        same = old is not None and old.get("commit") == prov["commit"] and old.get("command") == command
+        if same and old.get("rc") == 0 and (folder / "metrics.json").is_file():
+            return {**old, "skipped": True}
+        if same and old.get("rc") is None:
+            print(f"{folder}: unfinished run of this commit and command (interrupted): running it again", flush=True)
+        elif not overwrite:
+            why = ("it has no twin_run.json" if old is None else
+                   f"it was made by commit {old.get('commit', '?')[:10]}" if old.get("commit") != prov["commit"] else
+                   "it was made by another command" if old.get("command") != command else "that run did not finish")
+            raise RunPlanError(f"{folder} exists and {why}; pass --overwrite to delete it and run again")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    record = {"name": name, "commit": prov["commit"], "dirty": prov["dirty"], "command": command,
+              "load_before": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    marker.write_text(json.dumps(record, indent=2) + "\n")
+    # θ-IS π is stored inside the run folder: a rerun never picks up a π computed by other code
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "SCRAPLAB_DATA_DIR": str(folder / "data")}
+    t0 = time.time()
+    with open(folder / "stdout.log", "w") as log:
+        rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    record.update(rc=rc, wall_s=round(time.time() - t0, 1), load_after=os.getloadavg())
+    marker.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{time.strftime('%H:%M:%S')} {name}: rc {rc}, {record['wall_s']:.0f} s", flush=True)
+    return record
+
+
+def run_all(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, overwrite: bool,
+            leading: Sequence[str] = ()) -> list[dict]:
+    """Run every ``name: (folder, overrides)`` of ``plan``, ``jobs`` at a time, in the plan's order."""
+    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_one, n, f, o, prov, overwrite, leading): n for n, (f, o) in plan.items()}
+        records = [fut.result() for fut in cf.as_completed(futures)]
+    failed = [r["name"] for r in records if r.get("rc") != 0]
+    if failed:
+        raise RunPlanError(f"runs failed: {failed} (see their stdout.log)")
+    return records
