@@ -61,3 +61,18 @@ def test_prepare_refuses_unknown_kits_and_empty_folders(tmp_path):
     with pytest.raises(DrumPrepError, match="no kit folders"):
         prepare(tmp_path / "nothing", tmp_path / "out")
     assert len(KIT_SPLITS) == 14 and sorted(set(KIT_SPLITS.values())) == ["test", "train", "val"]
+
+
+@pytest.mark.slow
+def test_real_drums_preset_trains_and_reports_the_808_metrics(kits, tmp_path):
+    from scraplab.cli.train import train
+    from train_helpers import compose_cfg
+    root, _ = kits
+    prepare(root, tmp_path / "drums")
+    cfg = compose_cfg(["experiment=cpu_tr808_real", f"data.path={tmp_path / 'drums'}", "trainer.max_steps=2",
+                       "trainer.val_check_interval=1", "data.batch_size=1"], tmp_path / "run")
+    m = train(cfg)
+    assert m["status"] == "ok" and m["steps"] == 2
+    for key in ("audio/logmel_l1", "audio/mss_log_lin", "audio/loudness_transient", "theta_spread_ratio"):
+        assert f"test/{key}" in m
+    assert any(k.startswith("test/audio/jtfs_all") for k in m)  # the JTFS distance on all paths

@@ -102,7 +102,8 @@ def list_audio(path: str | Path, extensions: Sequence[str] = AUDIO_EXTENSIONS) -
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"audio path {path} does not exist")
+        hint = " (the real drum one-shots: run `make drums` first)" if path.name == "drums" else ""
+        raise FileNotFoundError(f"audio path {path} does not exist{hint}")
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
     if not files:
         raise FileNotFoundError(f"no audio files ({', '.join(extensions)}) found under {path}")

@@ -1,0 +1,142 @@
+"""The paper's TR-808 experiment (§4.4, Table 4) on real one-shots: hydrogen-drumkits, split by kit (issue 16).
+
+    make drums                                        # data/drums (never committed)
+    python experiments/tr808_real.py run              # every arm × seed (resumable; see experiments/runplan.py)
+    python experiments/tr808_real.py table            # experiments/results/tr808_real.{json,md}
+
+Every arm trains with ``experiment=cpu_tr808_real`` (see the preset) and is tested on the unseen test kits with the
+paper's audio metrics: the JTFS distance on all paths, the MSS distances, the transient/decay feature errors and the
+log-mel L1, plus the collapse measure (``test/theta_spread_ratio``; no θ for real sounds, so its reference is the
+spread of θ uniform on [0, 1]). Table: mean ± 95 % CI over seeds, and paired tests of SCRAPL against each arm.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py (not a package)
+from runplan import RunPlanError, provenance, run_all  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+PRESET = "experiment=cpu_tr808_real"
+ARMS: dict[str, list[str]] = {
+    "scrapl": [],  # the preset's recipe: log1p JTFS, 𝒫-Adam + 𝒫-SAGA (uniform π on a CPU: see the preset)
+    "mss_linear": ["loss=mss", "optim=adamw", "sampler=uniform"],
+    "mss_log_lin": ["loss=mss_log", "optim=adamw", "sampler=uniform"],
+    "mss_revisited": ["loss=mss_revisited", "optim=adamw", "sampler=uniform"],
+    "mss_random": ["loss=mss_random", "optim=adamw", "sampler=uniform"],
+    "jtfs": ["loss=jtfs", "optim=adamw", "sampler=uniform", "trainer.max_steps=300"],  # reduced budget: its cost
+}
+LABELS = {"scrapl": "SCRAPL (log1p, 𝒫-Adam + 𝒫-SAGA)", "mss_linear": "MSS Linear",
+          "mss_log_lin": "MSS Log + Linear", "mss_revisited": "MSS Revisited", "mss_random": "MSS Random",
+          "jtfs": "JTFS (reduced budget)"}
+# metrics.json keys reported (prefix test/): the JTFS key is found by its prefix (audio/jtfs_all<P>).
+METRICS = ["audio/jtfs", "audio/mss_lin", "audio/mss_log_lin", "audio/mss_rev", "audio/logmel_l1",
+           "audio/loudness_transient", "audio/loudness_decay", "audio/centroid_transient", "audio/centroid_decay",
+           "audio/flatness_transient", "audio/flatness_decay", "theta_spread_ratio"]
+
+
+def _value(metrics: dict, key: str) -> Optional[float]:
+    if key == "audio/jtfs":
+        key = next((k[len("test/"):] for k in metrics if k.startswith("test/audio/jtfs_all")), key)
+    v = metrics.get(f"test/{key}")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def build_table(out: Path) -> dict:
+    from scraplab.metrics.stats import mean_ci95, paired_test
+    runs: dict[str, dict[int, dict]] = {}
+    commits = set()
+    for arm in ARMS:
+        for folder in sorted((out / arm).glob("seed*")):
+            met, marker = folder / "metrics.json", folder / "twin_run.json"
+            if not met.is_file() or not marker.is_file():
+                continue
+            m = json.loads(met.read_text())
+            if m.get("status") != "ok":
+                continue
+            commits.add(json.loads(marker.read_text())["commit"])
+            runs.setdefault(arm, {})[int(folder.name[4:])] = m
+    if not runs:
+        raise RunPlanError(f"no finished runs under {out} (python experiments/tr808_real.py run)")
+    if len(commits) != 1:
+        raise RunPlanError(f"runs under {out} come from several commits {sorted(commits)}: rerun from one commit")
+    table: dict = {}
+    for arm, by_seed in runs.items():
+        entry = {"label": LABELS[arm], "seeds": sorted(by_seed), "metrics": {}}
+        for key in METRICS:
+            vals = [v for v in (_value(by_seed[s], key) for s in sorted(by_seed)) if v is not None]
+            if vals:
+                mean, ci = mean_ci95(vals, f"{arm} {key}")
+                entry["metrics"][key] = {"mean": mean, "ci95": ci, "n": len(vals)}
+        if "scrapl" in runs and arm != "scrapl":
+            common = sorted(set(runs["scrapl"]) & set(by_seed))
+            entry["paired_scrapl_minus_arm"] = {}
+            for key in METRICS:
+                pairs = [(_value(by_seed[s], key), _value(runs["scrapl"][s], key)) for s in common]
+                pairs = [p for p in pairs if None not in p]
+                if len(pairs) >= 2:
+                    entry["paired_scrapl_minus_arm"][key] = paired_test([p[0] for p in pairs],
+                                                                        [p[1] for p in pairs], f"{arm} {key}")
+        table[arm] = entry
+    return {"arms": table, "commit": commits.pop()}
+
+
+def to_markdown(doc: dict) -> str:
+    cols = ["audio/jtfs", "audio/mss_log_lin", "audio/logmel_l1", "audio/loudness_transient", "audio/loudness_decay",
+            "theta_spread_ratio"]
+    lines = ["# TR-808 on real one-shots (hydrogen-drumkits, unseen test kits)", "",
+             f"Runs at commit `{doc['commit'][:10]}`; `{doc['provenance']['command']}`. Mean ± 95 % CI over seeds.", "",
+             "| arm | seeds | " + " | ".join(c.replace("audio/", "") for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for e in doc["arms"].values():
+        cells = [(f"{e['metrics'][c]['mean']:.4g} ± {e['metrics'][c]['ci95']:.2g}" if c in e["metrics"] else "–")
+                 for c in cols]
+        lines.append(f"| {e['label']} | {len(e['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["run", "table"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "tr808_real")
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--allow-dirty", action="store_true")
+    args = ap.parse_args(argv)
+    command = shlex.join(["python", "experiments/tr808_real.py", *argv])
+    if args.what == "table":
+        doc = build_table(args.out)
+        doc["provenance"] = {"command": command, **json.loads((args.out / "run_provenance.json").read_text())} \
+            if (args.out / "run_provenance.json").is_file() else {"command": command}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "tr808_real.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        (RESULTS / "tr808_real.md").write_text(to_markdown(doc))
+        return
+    if not (ROOT / "data" / "drums" / "filelist.csv").is_file():
+        raise RunPlanError("data/drums is missing: run `make drums` first")
+    prov = provenance(command, args.allow_dirty)
+    t0 = time.time()
+    plan = {f"{a}/seed{s}": (args.out / a / f"seed{s}", ARMS[a] + [f"seed={s}"])
+            for s in args.seeds for a in args.arms}
+    records = run_all(plan, prov, args.jobs, args.overwrite, [PRESET])
+    summary = {**prov, "wall_s": round(time.time() - t0, 1), "jobs": args.jobs,
+               "runs": sorted(records, key=lambda r: r["name"])}
+    (args.out / "run_provenance.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RunPlanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,45 @@
+"""experiments/tr808_real.py's table on fake run folders: metrics with CIs, paired tests, the one-commit rule."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXP))
+spec = importlib.util.spec_from_file_location("_exp_tr808_real", EXP / "tr808_real.py")
+tr808_real = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tr808_real)
+
+
+def _run(root, arm, seed, jtfs, spread, commit="abc", status="ok"):
+    folder = root / arm / f"seed{seed}"
+    folder.mkdir(parents=True)
+    metrics = {"status": status, "test/audio/jtfs_all483": jtfs, "test/audio/logmel_l1": 2.0 + seed,
+               "test/theta_spread_ratio": spread}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "twin_run.json").write_text(json.dumps({"commit": commit, "rc": 0}))
+
+
+def test_table_has_cis_and_paired_tests(tmp_path):
+    for s in range(3):
+        _run(tmp_path, "scrapl", s, 1.0 + 0.1 * s, 0.5)
+        _run(tmp_path, "mss_random", s, 2.0 + 0.1 * s, 0.1)
+    _run(tmp_path, "mss_linear", 0, 9.0, 0.2, status="non-finite")  # failed runs are left out
+    doc = tr808_real.build_table(tmp_path)
+    assert set(doc["arms"]) == {"scrapl", "mss_random"}
+    jt = doc["arms"]["scrapl"]["metrics"]["audio/jtfs"]
+    assert jt["mean"] == pytest.approx(1.1) and jt["n"] == 3 and jt["ci95"] > 0
+    paired = doc["arms"]["mss_random"]["paired_scrapl_minus_arm"]["audio/jtfs"]
+    assert paired["delta_mean"] == pytest.approx(-1.0) and paired["n"] == 3
+    doc["provenance"] = {"command": "python experiments/tr808_real.py table"}
+    md = tr808_real.to_markdown(doc)
+    assert md.count("\n| ") == 3 and "1.1 ±" in md
+
+
+def test_mixed_commits_are_refused(tmp_path):
+    _run(tmp_path, "scrapl", 0, 1.0, 0.5, commit="a")
+    _run(tmp_path, "mss_random", 0, 2.0, 0.1, commit="b")
+    with pytest.raises(tr808_real.RunPlanError, match="several commits"):
+        tr808_real.build_table(tmp_path)
