@@ -97,6 +97,14 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
         out["arms"][f"scrapl_{name}"] = {"toward": direction_stats(g_paths, w), "cos_full": cos_full(g_paths, w),
                                          "rel_var": rel_var(g_paths, w, unbiased=False),
                                          "rel_var_unbiased": rel_var(g_paths, w, unbiased=True)}
+    # What an optimizer that sums the paths' raw gradients gets (AdamW over all paths: a path weighs by its gradient
+    # size) against 𝒫-Adam, which normalises each path to a unit step (every path weighs the same): the fraction of
+    # gradient mass, per parameter, that points toward the target.
+    ok_all = (torch.sign(-g_paths) == toward[None]).double()  # (P, T, U)
+    mag = g_paths.abs()
+    out["arms"]["scrapl_uniform"]["toward_magnitude_weighted"] = {
+        n: float((ok_all[..., u] * mag[..., u]).sum() / mag[..., u].sum().clamp_min(1e-300))
+        for u, n in enumerate(synth.param_names)}
     out["arms"]["scrapl_path_mean"] = {"toward": direction_stats(g_scrapl_mean[None])}
     out["arms"]["jtfs"] = {"toward": direction_stats(g_full[None])}
     for name, loss in (("mss_linear", MSSLoss()), ("mss_loglin", MSSLoss(w_log_mag=1.0))):
