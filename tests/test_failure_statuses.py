@@ -78,3 +78,29 @@ def test_ranks_above_zero_neither_compute_theta_is_nor_write_run_files(tmp_path,
         train(cfg)
     assert not (tmp_path / "data").exists()  # rank 1 waited for rank 0's π instead of computing its own
     assert not (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_deferred_finiteness_checks_stop_within_n_steps_and_never_checkpoint_bad_state(tmp_path):
+    # check_finite_every=3 (what a GPU gets by default, with 50): no host sync per step; the flags are read at
+    # steps 3, 6, ... and before every validation and checkpoint.
+    cfg = tiny_cfg("granular", "param", tmp_path / "a", ["optim.lr=1e6", "module.check_finite_every=3",
+                                                         "trainer.val_check_interval=null",
+                                                         "trainer.max_steps=8"])
+    with pytest.raises(NonFiniteLossError, match=r"between global steps \d+ and \d+ \(checked every 3 steps\)"):
+        train(cfg)
+    assert _status(tmp_path / "a")["status"] == "non-finite"
+    cfg = tiny_cfg("granular", "scrapl", tmp_path / "b", ["optim=p_saga", "optim.grad_mult=1e38",
+                                                          "module.check_finite_every=3"])
+    with pytest.raises(NonFiniteStateError, match="between"):
+        train(cfg)
+    for ckpt in (tmp_path / "b" / "checkpoints").glob("*.ckpt"):  # nothing non-finite was written
+        state = torch.load(ckpt, weights_only=True)
+        assert all(torch.isfinite(v).all() for k, v in state["state_dict"].items() if k.startswith("encoder."))
+
+
+def test_deferred_checks_leave_a_healthy_run_unchanged(tmp_path):
+    every = [train(tiny_cfg("granular", "scrapl", tmp_path / f"r{n}", ["optim=p_saga", f"module.check_finite_every={n}"]))
+             for n in (1, 3)]
+    a, b = (torch.load(tmp_path / f"r{n}" / "checkpoints" / "last.ckpt", weights_only=True) for n in (1, 3))
+    assert every[0]["status"] == every[1]["status"] == "ok"
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"] if k.startswith("encoder."))

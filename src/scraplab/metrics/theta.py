@@ -18,10 +18,11 @@ import torch
 CONVERGENCE_THRESHOLD_PERMILLE = 100.0
 
 
-def theta_l1_permille(theta_hat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def theta_l1_permille(theta_hat: torch.Tensor, theta: torch.Tensor, validate: bool = True) -> torch.Tensor:
     """θ L1 in ‰ per parameter: ``(B, U), (B, U) -> (U,)`` (float64).
 
-    Raises ``ValueError`` on mismatched shapes, an empty batch, non-finite values or θ outside [0, 1].
+    Raises ``ValueError`` on mismatched shapes, an empty batch, non-finite values or θ outside [0, 1];
+    ``validate=False`` skips the value checks (they synchronise with the device; shapes are always checked).
     """
     if theta_hat.dim() != 2 or theta_hat.shape != theta.shape:
         raise ValueError(f"theta_hat and theta must both be (B, U), got {tuple(theta_hat.shape)} and "
@@ -29,6 +30,8 @@ def theta_l1_permille(theta_hat: torch.Tensor, theta: torch.Tensor) -> torch.Ten
     if theta.shape[0] == 0:
         raise ValueError("theta_l1_permille needs at least one example (B = 0)")
     th, t = theta_hat.detach().double(), theta.detach().double()
+    if not validate:
+        return 1000.0 * (th - t).abs().mean(dim=0)
     if not (torch.isfinite(th).all() and torch.isfinite(t).all()):
         raise ValueError("theta_hat / theta contain non-finite values")
     if t.min() < 0 or t.max() > 1:

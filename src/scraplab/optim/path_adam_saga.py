@@ -72,6 +72,11 @@ class PathAdamSaga(Optimizer):
         factored_v: rank-1 (row/column) per-path second moments for ≥2-D tensors (memory saver, beyond the paper).
         grad_mult: gradient multiplier applied before everything (authors: 1e8 granular/chirplet, 1 for 808).
     Call ``set_paths(paths)`` before every ``step()``.
+
+    Every step checks that the weights and the drawn paths' state stayed finite. That check synchronises with the
+    device; with ``defer_finite_check = True`` (set by the training module on accelerators) the steps only
+    accumulate a device-side flag, and :meth:`raise_if_nonfinite` checks it (the module calls it every few steps
+    and before any checkpoint).
     """
 
     def __init__(self, params: Iterable, n_paths: int, lr: float = 1e-4, weight_decay: float = 0.0,
@@ -106,6 +111,17 @@ class PathAdamSaga(Optimizer):
         self._n_visits = 0  # the paper's k, counted in path visits (k > 1 budgets advance it by k)
         self._n_steps = 0   # optimizer steps, the clock of the shared (per_path=False) Adam state
         self._paths: list[int] | None = None
+        self.defer_finite_check = False
+        self._nonfinite: torch.Tensor | None = None  # device flag of deferred checks
+        self._unchecked_from: int | None = None
+
+    def raise_if_nonfinite(self) -> None:
+        """Check the deferred flag (one device sync); raise :class:`NonFiniteStateError` if a step went bad."""
+        flag, first, self._nonfinite, self._unchecked_from = self._nonfinite, self._unchecked_from, None, None
+        if flag is not None and bool(flag):
+            raise NonFiniteStateError(
+                f"non-finite weights or optimizer state after an optimizer step between {first} and {self._n_steps} "
+                f"(grad_mult={self.param_groups[0]['grad_mult']:g}): lower optim.grad_mult or optim.lr")
 
     # ----------------------------------------------------------------------------------------------- paths
     def set_paths(self, paths) -> None:
@@ -295,8 +311,12 @@ class PathAdamSaga(Optimizer):
                 p.add_(direction + wd * p if wd else direction, alpha=-lr)
                 touched.append(p)  # and the drawn rows of the per-path tables; saga_sum is one tensor
                 touched.extend(t if name == "saga_sum" else t.index_select(0, dev_idx) for name, t in st.items())
-        # One device sync per step: non-finite state of the drawn paths must not be carried on (or checkpointed).
-        if touched and not bool(torch.stack([torch.isfinite(t).all() for t in touched]).all()):
+        # One device sync per step (unless deferred): non-finite state must not be carried on (or checkpointed).
+        if touched and self.defer_finite_check:
+            bad = ~torch.stack([torch.isfinite(t).all() for t in touched]).all()
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+            self._unchecked_from = self._n_steps if self._unchecked_from is None else self._unchecked_from
+        elif touched and not bool(torch.stack([torch.isfinite(t).all() for t in touched]).all()):
             raise NonFiniteStateError(
                 f"non-finite weights or optimizer state after optimizer step {self._n_steps} (path(s) {paths}, "
                 f"grad_mult={self.param_groups[0]['grad_mult']:g}): lower optim.grad_mult or optim.lr")

@@ -162,7 +162,7 @@ class PathSampler:
             return
         if self.adaptive_stat not in stats:
             raise ValueError(f"observe needs stats[{self.adaptive_stat!r}], got keys {sorted(stats)}")
-        vals = torch.as_tensor(stats[self.adaptive_stat], dtype=torch.float64).flatten()
+        vals = torch.as_tensor(stats[self.adaptive_stat]).detach().to("cpu", torch.float64).flatten()
         idx = torch.as_tensor([int(p) for p in paths], dtype=torch.int64)
         if vals.numel() == 1:
             vals = vals.expand(len(idx))

@@ -75,13 +75,22 @@ class SoundMatchingModule(L.LightningModule):
             logged at the final test as ``test/audio/...``, not in the init pass); None disables them.
         eval_loss: log the training loss on the validation/test splits (``val/loss``, ``test/loss``); false skips
             it, e.g. for the full JTFS loss, which costs ~30–60 s per batch on a CPU.
+        check_finite_every: how often the training step's finiteness checks (θ̂, loss, gradient, 𝒫-optimizer
+            state) synchronise with the device. 1 = every step, raising at the step that went bad; n > 1 = they
+            accumulate on the device and are read every n steps and before every validation and checkpoint (a
+            checkpoint is never written unchecked); None = 1 on a CPU, 50 on an accelerator (no host sync per step).
     """
 
     def __init__(self, synth: nn.Module, encoder: nn.Module, loss: nn.Module, optim_factory: Callable,
                  sampler: Any = None, scheduler_factory: Callable | None = None, regime: str = "meso",
                  n_log_examples: int = 4, step_seed: int | None = 0, test_audio: dict | None = None,
-                 eval_loss: bool = True) -> None:
+                 eval_loss: bool = True, check_finite_every: int | None = None) -> None:
         super().__init__()
+        if check_finite_every is not None and int(check_finite_every) < 1:
+            raise ValueError(f"check_finite_every must be >= 1 or None, got {check_finite_every}")
+        self.check_finite_every = None if check_finite_every is None else int(check_finite_every)
+        self._nonfinite: torch.Tensor | None = None  # deferred device-side flag (see check_finite_every)
+        self._unchecked_from: int | None = None
         if regime not in ("micro", "meso"):
             raise ValueError(f"regime must be 'micro' or 'meso', got {regime!r}")
         self.synth, self.encoder, self.loss = synth, encoder, loss
@@ -135,7 +144,9 @@ class SoundMatchingModule(L.LightningModule):
     def _encode(self, x: torch.Tensor, stage: str) -> torch.Tensor:
         # Checked before the synth sees θ̂: its own θ check would report diverged weights as a bad input.
         theta_hat = self.encoder(x)
-        if not bool(torch.isfinite(theta_hat).all()):
+        if stage == "train" and self._deferred():
+            self._defer(~torch.isfinite(theta_hat).all())
+        elif not bool(torch.isfinite(theta_hat).all()):
             raise NonFiniteLossError(f"non-finite encoder output θ̂ in {stage} at global step {self.global_step} "
                                      "(the weights diverged: lower optim.lr)")
         return theta_hat
@@ -172,23 +183,71 @@ class SoundMatchingModule(L.LightningModule):
                 loss = self._path_loss(x_hat, x, self._paths, self.sampler.weights(self._paths))
             else:
                 loss = self.loss(x_hat, x)
-        if not torch.isfinite(loss):
+        if self._deferred():
+            self._defer(~torch.isfinite(loss))
+        elif not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite training loss ({float(loss)}) at global step {self.global_step}"
                                      f"{', path(s) ' + str(self._paths) if self._paths else ''}")
         bs = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         if theta is not None:
-            self.log("train/theta_l1_permille", theta_l1_permille(theta_hat.detach(), theta).mean(), batch_size=bs)
+            train_l1 = theta_l1_permille(theta_hat.detach(), theta, validate=not self._deferred())
+            self.log("train/theta_l1_permille", train_l1.mean(), batch_size=bs)
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.encoder.parameters() if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else None
-        if norm is not None and not torch.isfinite(norm):
+        if norm is not None and self._deferred():
+            self._defer(~torch.isfinite(norm))
+        elif norm is not None and not torch.isfinite(norm):
             raise NonFiniteLossError(f"non-finite gradient at global step {self.global_step}"
                                      f"{', path(s) ' + str(self._paths) if self._paths else ''}")
         if self.sampler is not None and self._paths and norm is not None:
-            self.sampler.observe(self._paths, {"grad_norm": float(norm)})
+            self.sampler.observe(self._paths, {"grad_norm": norm.detach()})  # read on the host by adaptive π only
+
+    # ------------------------------------------------------------------------------------------------ finiteness
+    def _every(self) -> int:
+        if self.check_finite_every is not None:
+            return self.check_finite_every
+        return 1 if self.device.type == "cpu" else 50
+
+    def _deferred(self) -> bool:
+        return self._every() > 1
+
+    def _defer(self, bad: torch.Tensor) -> None:
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        if self._unchecked_from is None:
+            self._unchecked_from = int(self.global_step)
+
+    def check_finite(self) -> None:
+        """Read the deferred finiteness flags (one device sync) and raise if a training step went non-finite."""
+        flag, first, self._nonfinite, self._unchecked_from = self._nonfinite, self._unchecked_from, None, None
+        if flag is not None and bool(flag):
+            raise NonFiniteLossError(f"non-finite encoder output, training loss or gradient between global steps "
+                                     f"{first} and {self.global_step} (checked every {self._every()} steps)")
+        opt = self._path_optimizer()
+        if opt is not None and hasattr(opt, "raise_if_nonfinite"):
+            opt.raise_if_nonfinite()
+
+    def on_train_start(self) -> None:
+        opt = self._path_optimizer()
+        if opt is not None and hasattr(opt, "defer_finite_check"):
+            opt.defer_finite_check = self._deferred()
+        if self._deferred() and hasattr(self.synth, "validate"):
+            # the synth's θ check syncs per call; θ̂ is sigmoid-bounded and its finiteness is checked (deferred)
+            self.synth.validate = False
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._deferred() and self.global_step % self._every() == 0:
+            self.check_finite()
+
+    def on_validation_start(self) -> None:
+        if self.trainer.training or self.trainer.state.fn == "fit":
+            self.check_finite()
+
+    def on_train_end(self) -> None:
+        self.check_finite()
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
         x, theta = self._targets(batch)
@@ -303,6 +362,7 @@ class SoundMatchingModule(L.LightningModule):
         return self.wall_before_s + (time.time() - self._fit_t0 if self._fit_t0 is not None else 0.0)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.check_finite()  # never write a checkpoint whose steps were not checked
         # The synth and the loss are rebuilt from the config: keep only their RNG state (e.g. RandomMSSLoss).
         sd = checkpoint["state_dict"]
         for key in [k for k in sd if k.startswith(("synth.", "loss.", "eval_distance.", "test_audio."))]:
