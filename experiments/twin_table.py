@@ -162,6 +162,10 @@ def _targets(arms: dict, paired: dict) -> dict:
         best = min(mss, key=mss.get)
         out["scrapl_below_half_best_mss"] = {"scrapl": mean["scrapl_thetais"], "best_mss": best,
                                              "half_best_mss": mss[best] / 2, "met": mean["scrapl_thetais"] < mss[best] / 2}
+        scrapl_arms = {a: mean[a] for a in mean if a.startswith("scrapl_")}
+        top = min(scrapl_arms, key=scrapl_arms.get)
+        out["scrapl_below_half_best_mss"]["supplementary_best_scrapl_arm"] = {
+            "arm": top, "theta_l1_permille": scrapl_arms[top], "ratio_to_best_mss": scrapl_arms[top] / mss[best]}
     steps = [a for a in ("scrapl_adamw", "scrapl_padam", "scrapl_psaga", "scrapl_thetais") if a in mean]
     out["ablation_improves_each_step"] = {"means": [mean[a] for a in steps], "arms": steps,
                                           "met": all(mean[b] < mean[a] for a, b in zip(steps, steps[1:]))}
@@ -193,7 +197,8 @@ def _plot(arms: dict, path: Path) -> None:
             continue
         n = min(len(c) for c in curves)
         steps = e["runs"][0]["val_steps"][:n]
-        ax.plot(steps, np.mean([c[:n] for c in curves], axis=0), label=f"{e['label']} ({len(curves)})",
+        label = e["label"].replace("𝒫", "P")  # (the plot font has no script P)
+        ax.plot(steps, np.mean([c[:n] for c in curves], axis=0), label=f"{label} ({len(curves)})",
                 ls="--" if arm in ("param", "jtfs") else "-")
     ax.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="training step", ylabel="validation θ L1 ‰ (mean over seeds)", title="Granular CPU twin")
@@ -237,8 +242,9 @@ def write_tables(out: Path, results: Path, command: str) -> dict:
         paired[f"{a}→{b} θ L1"] = _paired(seeds[a], seeds[b], "theta_l1_permille", f"{a}→{b}")
         paired[f"{a}→{b} conv steps"] = _paired(seeds[a], seeds[b], "conv_steps", f"{a}→{b} conv")
     for m in ("mss_linear", "mss_random"):
-        if m in seeds and "scrapl_thetais" in seeds:
-            paired[f"{m}→scrapl_thetais θ L1"] = _paired(seeds[m], seeds["scrapl_thetais"], "theta_l1_permille", m)
+        for a in ("scrapl_adamw", "scrapl_thetais"):
+            if m in seeds and a in seeds:
+                paired[f"{m}→{a} θ L1"] = _paired(seeds[m], seeds[a], "theta_l1_permille", f"{m}→{a}")
     first = next(iter(by_arm.get("scrapl_psaga") or next(iter(by_arm.values()))))
     doc = {"arms": arms, "settings": _settings(first), "paired": paired, "targets": _targets(arms, paired),
            "provenance": {**_one_commit(out, by_arm), "command": command}}
