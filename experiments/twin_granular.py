@@ -45,7 +45,7 @@ ARMS: dict[str, list[str]] = {
 ABLATION = ["scrapl_adamw", "scrapl_padam", "scrapl_psaga", "scrapl_thetais"]
 MSS_ARMS = ["mss_linear", "mss_random"]
 
-# The arms' own budgets: the full JTFS costs ~1.3 s per step here (27x SCRAPL), so it runs 600 steps (a cost-and-trend
+# The arms' own budgets: the full JTFS costs ~1.2 s per step here (~10x a SCRAPL step), so it runs 600 steps (a cost-and-trend
 # row, marked in the table); every other arm runs the preset's steps.
 ARM_EXTRA: dict[str, list[str]] = {"jtfs": ["trainer.max_steps=600"]}
 
