@@ -96,3 +96,27 @@ def run_all(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, over
     if failed:
         raise RunPlanError(f"runs failed: {failed} (see their stdout.log)")
     return records
+
+
+def execute(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, overwrite: bool, leading: Sequence[str],
+            out: Path, name: str = "run") -> dict:
+    """Run ``plan`` (see :func:`run_all`) and write ``out/<name>_provenance.json``: the provenance, the plan's wall
+    time, the machine load before and after, and every run's record. Returns that summary."""
+    t0, load0 = time.time(), os.getloadavg()
+    records = run_all(plan, prov, jobs, overwrite, leading)
+    summary = {**prov, "what": name, "wall_s": round(time.time() - t0, 1), "load_before": load0,
+               "load_after": os.getloadavg(), "jobs": jobs, "runs": sorted(records, key=lambda r: r["name"])}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}_provenance.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def one_commit(folders: Sequence[Path], where: Path) -> tuple[str, list[dict]]:
+    """The one commit that made every run in ``folders`` (their ``twin_run.json``) and those records; runs of
+    several commits or of a dirty tree are an error (a table never mixes code versions)."""
+    records = [json.loads((Path(f) / "twin_run.json").read_text()) for f in folders]
+    commits = sorted({r["commit"] for r in records})
+    if len(commits) != 1 or any(r.get("dirty") for r in records):
+        raise RunPlanError(f"runs under {where} come from several commits or a dirty tree: {commits}; "
+                           "rerun them from one clean commit")
+    return commits[0], records

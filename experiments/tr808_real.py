@@ -15,12 +15,11 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py (not a package)
-from runplan import RunPlanError, provenance, run_all  # noqa: E402
+from runplan import RunPlanError, execute, one_commit, provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -52,7 +51,7 @@ def _value(metrics: dict, key: str) -> Optional[float]:
 def build_table(out: Path) -> dict:
     from scraplab.metrics.stats import mean_ci95, paired_test
     runs: dict[str, dict[int, dict]] = {}
-    commits = set()
+    folders = []
     for arm in ARMS:
         for folder in sorted((out / arm).glob("seed*")):
             met, marker = folder / "metrics.json", folder / "twin_run.json"
@@ -61,12 +60,11 @@ def build_table(out: Path) -> dict:
             m = json.loads(met.read_text())
             if m.get("status") != "ok":
                 continue
-            commits.add(json.loads(marker.read_text())["commit"])
+            folders.append(folder)
             runs.setdefault(arm, {})[int(folder.name[4:])] = m
     if not runs:
         raise RunPlanError(f"no finished runs under {out} (python experiments/tr808_real.py run)")
-    if len(commits) != 1:
-        raise RunPlanError(f"runs under {out} come from several commits {sorted(commits)}: rerun from one commit")
+    commit, _ = one_commit(folders, out)
     table: dict = {}
     for arm, by_seed in runs.items():
         entry = {"label": LABELS[arm], "seeds": sorted(by_seed), "metrics": {}}
@@ -85,7 +83,7 @@ def build_table(out: Path) -> dict:
                     entry["paired_scrapl_minus_arm"][key] = paired_test([p[0] for p in pairs],
                                                                         [p[1] for p in pairs], f"{arm} {key}")
         table[arm] = entry
-    return {"arms": table, "commit": commits.pop()}
+    return {"arms": table, "commit": commit}
 
 
 def to_markdown(doc: dict) -> str:
@@ -125,13 +123,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     if not (ROOT / "data" / "drums" / "filelist.csv").is_file():
         raise RunPlanError("data/drums is missing: run `make drums` first")
     prov = provenance(command, args.allow_dirty)
-    t0 = time.time()
     plan = {f"{a}/seed{s}": (args.out / a / f"seed{s}", ARMS[a] + [f"seed={s}"])
             for s in args.seeds for a in args.arms}
-    records = run_all(plan, prov, args.jobs, args.overwrite, [PRESET])
-    summary = {**prov, "wall_s": round(time.time() - t0, 1), "jobs": args.jobs,
-               "runs": sorted(records, key=lambda r: r["name"])}
-    (args.out / "run_provenance.json").write_text(json.dumps(summary, indent=2) + "\n")
+    execute(plan, prov, args.jobs, args.overwrite, [PRESET], args.out)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,12 @@ The working tree must be clean (``--allow-dirty`` for trials: its results say so
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
-from runplan import RunPlanError, provenance, run_all  # experiments/runplan.py, next to this file
+from runplan import RunPlanError, execute, provenance  # experiments/runplan.py, next to this file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py and twin_table.py (not a package)
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +95,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         write_tables(args.out or ROOT / "outputs" / "twin_granular", RESULTS, command)
         return
     prov = provenance(command, args.allow_dirty)
-    t0, load0 = time.time(), os.getloadavg()
     if args.what in ("sweep", "long"):
         out = args.out or ROOT / "outputs" / f"twin_{args.what}"
         budget = SWEEP_BUDGET if args.what == "sweep" else []
@@ -106,10 +102,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         out = args.out or ROOT / "outputs" / "twin_granular"
         plan = table_plan(args.seeds, args.arms, out)
-    records = run_all(plan, prov, args.jobs, args.overwrite, [PRESET])
-    summary = {**prov, "what": args.what, "wall_s": round(time.time() - t0, 1), "load_before": load0,
-               "load_after": os.getloadavg(), "jobs": args.jobs, "runs": sorted(records, key=lambda r: r["name"])}
-    (out / f"{args.what}_provenance.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = execute(plan, prov, args.jobs, args.overwrite, [PRESET], out, args.what)
     if args.what in ("sweep", "long"):
         from twin_table import write_sweep
         write_sweep(out, RESULTS, summary, name=f"twin_{args.what}")

@@ -121,17 +121,14 @@ def _collect(out: Path) -> dict[str, list[dict]]:
 
 def _one_commit(out: Path, by_arm: dict) -> dict:
     """The commit and commands of every run: all runs must come from one commit (never mix code versions)."""
-    records = [json.loads((Path(r["folder"]) / "twin_run.json").read_text()) for rows in by_arm.values() for r in rows]
-    commits = sorted({r["commit"] for r in records})
-    if len(commits) != 1 or any(r.get("dirty") for r in records):
-        raise RuntimeError(f"twin runs under {out} come from several commits or a dirty tree: {commits}; "
-                           "rerun them from one clean commit")
+    from runplan import one_commit
+    commit, records = one_commit([Path(r["folder"]) for rows in by_arm.values() for r in rows], out)
     run_prov = out / "run_provenance.json"
     prov = json.loads(run_prov.read_text()) if run_prov.is_file() else {}
     if not prov:  # the plan is still running (or was interrupted): versions of this environment, labelled so
         from runplan import versions
         prov = {"versions_at_table_time": versions(), "note": "run_provenance.json absent: the plan had not finished"}
-    return {"commit": commits[0], "run_command": prov.get("command"), "versions": prov.get("versions"),
+    return {"commit": commit, "run_command": prov.get("command"), "versions": prov.get("versions"),
             "versions_at_table_time": prov.get("versions_at_table_time"), "note": prov.get("note"),
             "run_wall_s": prov.get("wall_s"), "load_before": prov.get("load_before"),
             "load_after": prov.get("load_after"), "jobs": prov.get("jobs"),

@@ -60,3 +60,12 @@ def test_interrupted_run_of_the_same_command_runs_again_and_foreign_folders_are_
     with pytest.raises(runplan.RunPlanError, match="no twin_run.json"):
         runplan.run_one("b", other, [], PROV, False, ["experiment=x"])
     assert (other / "notes.txt").exists()
+
+
+def test_execute_writes_the_plan_provenance(tmp_path, fake_train):
+    plan = {f"a/seed{s}": (tmp_path / "a" / f"seed{s}", [f"seed={s}"]) for s in (0, 1)}
+    summary = runplan.execute(plan, PROV, 1, False, ["experiment=x"], tmp_path, "run")
+    written = json.loads((tmp_path / "run_provenance.json").read_text())
+    assert written["commit"] == "c0ffee" and written["what"] == "run" and len(written["runs"]) == 2
+    assert [r["name"] for r in summary["runs"]] == ["a/seed0", "a/seed1"] and len(written["load_before"]) == 3
+    assert runplan.one_commit([tmp_path / "a" / "seed0", tmp_path / "a" / "seed1"], tmp_path)[0] == "c0ffee"
