@@ -267,9 +267,10 @@ class WavDataModule(_BaseDataModule):
         if not path:
             raise ValueError("data=wav_folder needs data.path=DIR (a folder of WAV one-shots)")
         self.path, self.n_samples, self.fractions, self.split_seed = Path(path), int(n_samples), fractions, split_seed
-        self.files = list_audio(self.path)  # fail at start-up on a missing or empty folder
-        self.split_files = ({s: list_audio(self.path / s) for s in SPLITS}
-                            if all((self.path / s).is_dir() for s in SPLITS) else None)
+        # Fail at start-up on a missing or empty folder; train/ val/ test/ subfolders are a fixed split.
+        fixed = self.path.is_dir() and all((self.path / s).is_dir() for s in SPLITS)
+        self.split_files = {s: list_audio(self.path / s) for s in SPLITS} if fixed else None
+        self.files = [f for s in SPLITS for f in self.split_files[s]] if fixed else list_audio(self.path)
         self.has_theta = False
 
     def setup(self, stage: str | None = None) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from scraplab.data.synthetic import SPLITS
 from scraplab.data.wav_folder import fit_length, resample
 
 SAMPLE_RATE = 44100
@@ -88,7 +89,7 @@ def prepare(kits_dir: Path, out: Path, licence: Optional[Path] = None, sample_ra
     if unknown:
         raise DrumPrepError(f"kits not in the fixed split (scraplab.data.drums.KIT_SPLITS): {unknown}")
     if out.exists():
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             shutil.rmtree(out / split, ignore_errors=True)  # a rerun replaces the prepared files, nothing else
     rows, skipped = [], []
     for kit in kits:
@@ -132,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except DrumPrepError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
+    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
     print(f"prepared {len(rows)} one-shots into {args.out}: {counts}")
 
 

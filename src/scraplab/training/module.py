@@ -307,7 +307,7 @@ class SoundMatchingModule(L.LightningModule):
     def _log_spread(self, stage: str) -> None:
         """Collapse measure (:func:`scraplab.metrics.spread.theta_spread`) over this rank's predictions of the epoch;
         warns at the final test when the matcher predicts nearly one θ for everything."""
-        preds = getattr(self, "_predictions", [])
+        preds = self._predictions
         if sum(p[0].shape[0] for p in preds) < 2:
             return
         theta_hat = torch.cat([p[0] for p in preds])
