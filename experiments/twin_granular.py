@@ -4,6 +4,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py sweep          # the short P × lr sweep that chose the preset
     python experiments/twin_granular.py run            # every arm × seed of the table (resumable, see below)
     python experiments/twin_granular.py table          # experiments/results/twin_granular.{json,md,png}
+    python experiments/twin_granular.py diagnose       # why 𝒫-Adam loses the slope: shared second moment arms
     bash experiments/run_twin_granular.sh              # run + table: the one command
 
 Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
@@ -67,6 +68,18 @@ LONG: dict[str, list[str]] = {
                                                    "trainer.val_check_interval=250"],
 }
 
+# Diagnosis of the ablation's first step (AdamW -> 𝒫-Adam costs the slope, twin_granular.md): is it 𝒫-Adam's per-path
+# second moment, which gives every path a unit-size step whatever its gradient's size? Same settings as the table;
+# `shared_v` keeps per-path first moments but one second moment for all paths (so step sizes follow gradient sizes,
+# as under AdamW). The anchor reruns the table's scrapl_padam seed 0 for 200 steps on the table's lr schedule: its
+# validation θ L1 at step 200 must equal the table's (same code path at this commit).
+DIAGNOSE: dict[str, list[str]] = {
+    "anchor_scrapl_padam": ARMS["scrapl_padam"] + ["trainer.max_steps=200", "scheduler.total_iters=6000"],
+    "scrapl_padam_sharedv": ARMS["scrapl_padam"] + ["optim.shared_v=true"],
+    "scrapl_thetais_sharedv": ARMS["scrapl_thetais"] + ["optim.shared_v=true"],
+}
+DIAGNOSE_SEEDS = {"anchor_scrapl_padam": [0]}
+
 
 TwinError = RunPlanError  # the name the table script and older notes use
 
@@ -81,7 +94,7 @@ def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["sweep", "long", "run", "table"])
+    ap.add_argument("what", choices=["sweep", "long", "run", "table", "diagnose"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 BLAS thread each)")
@@ -95,6 +108,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         write_tables(args.out or ROOT / "outputs" / "twin_granular", RESULTS, command)
         return
     prov = provenance(command, args.allow_dirty)
+    if args.what == "diagnose":
+        out = args.out or ROOT / "outputs" / "twin_diagnose"
+        plan = {f"{a}/seed{s}": (out / a / f"seed{s}", o + [f"seed={s}", f"sampler.seed={s}"])
+                for s in args.seeds for a, o in DIAGNOSE.items() if s in DIAGNOSE_SEEDS.get(a, args.seeds)}
+        summary = execute(plan, prov, args.jobs, args.overwrite, [PRESET], out, args.what)
+        from twin_table import write_diagnosis
+        write_diagnosis(out, RESULTS, summary)
+        return
     if args.what in ("sweep", "long"):
         out = args.out or ROOT / "outputs" / f"twin_{args.what}"
         budget = SWEEP_BUDGET if args.what == "sweep" else []

@@ -67,6 +67,72 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
     return doc
 
 
+def write_diagnosis(out: Path, results: Path, summary: dict, table_json: Optional[Path] = None) -> dict:
+    """twin_diagnose.{json,md}: the shared-second-moment arms (mean ± 95 % CI over seeds) beside the committed
+    table's SCRAPL arms, and the anchor check (a rerun of a table run must reproduce its first validation)."""
+    table_json = table_json or results / "twin_granular.json"
+    table = json.loads(table_json.read_text())
+    by_arm: dict[str, list[dict]] = {}
+    for rec in summary["runs"]:
+        arm = rec["name"].split("/")[0]
+        by_arm.setdefault(arm, []).append(_run_row(out / rec["name"]))
+    arms = {}
+    for arm, rows in by_arm.items():
+        if arm.startswith("anchor_"):
+            continue
+        arms[arm] = {"n_seeds": len(rows), "seeds": sorted(r["seed"] for r in rows),
+                     "theta_l1_permille": _stat([r["theta_l1_permille"] for r in rows], f"{arm} θ L1")}
+        for p in ("density", "slope"):
+            arms[arm]["theta_l1_permille"][p] = _stat([r["per_param"][p] for r in rows], f"{arm} {p}")
+        arms[arm]["steps_to_150"] = [r["steps_to_150"] for r in rows]
+        arms[arm]["runs"] = rows
+    anchors = {}
+    for arm, rows in by_arm.items():
+        if arm.startswith("anchor_"):
+            ref_arm = arm[len("anchor_"):]
+            for r in rows:
+                ref = next(x for x in table["arms"][ref_arm]["runs"] if x["seed"] == r["seed"])
+                anchors[f"{arm}/seed{r['seed']}"] = {
+                    "step": r["val_steps"][0], "val_theta_l1_permille": r["val_theta_l1_permille"][0],
+                    "table_val_theta_l1_permille": ref["val_theta_l1_permille"][0],
+                    "identical": r["val_theta_l1_permille"][0] == ref["val_theta_l1_permille"][0]}
+    paired = {}
+    for arm, ref_arm in (("scrapl_padam_sharedv", "scrapl_padam"), ("scrapl_padam_sharedv", "scrapl_adamw"),
+                         ("scrapl_thetais_sharedv", "scrapl_thetais")):
+        if arm in arms and ref_arm in table["arms"]:
+            a = {r["seed"]: r for r in table["arms"][ref_arm]["runs"]}
+            b = {r["seed"]: r for r in arms[arm]["runs"]}
+            for key in ("theta_l1_permille",):
+                paired[f"{ref_arm}->{arm}"] = _paired(a, b, key, f"{ref_arm}->{arm}")
+    doc = {"arms": arms, "table_arms": {a: {"label": v["label"], "theta_l1_permille": v["theta_l1_permille"]}
+                                        for a, v in table["arms"].items() if a.startswith("scrapl") or a == "mss_random"},
+           "table_commit": table["provenance"].get("commit"), "anchors": anchors, "paired": paired,
+           "provenance": {k: summary[k] for k in ("commit", "dirty", "command", "versions", "wall_s",
+                                                   "load_before", "load_after", "jobs")}}
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "twin_diagnose.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    lines = ["# Granular twin: does 𝒫-Adam's per-path second moment cost the slope?", "",
+             f"`{summary['command']}` at commit `{summary['commit'][:10]}` ({summary['jobs']} runs at once, 1 thread "
+             f"each, {summary['wall_s'] / 60:.0f} min); the table's arms from `twin_granular.json` (runs at "
+             f"`{str(doc['table_commit'])[:10]}`). Test θ L1 ‰, mean ± 95 % CI over seeds.", "",
+             "| arm | seeds | θ L1 ‰ | density | slope |", "|---|---|---|---|---|"]
+    rows_md = [(f"table: {v['label']}", table["arms"][a]["n_seeds"], v["theta_l1_permille"])
+               for a, v in doc["table_arms"].items()]
+    rows_md += [(a, v["n_seeds"], v["theta_l1_permille"]) for a, v in arms.items()]
+    for name, n, t in rows_md:
+        cell = lambda d: f"{d['mean']:.1f} ± {d['ci95']:.1f}" if d else "–"  # noqa: E731
+        lines.append(f"| {name} | {n} | {cell(t)} | {cell(t.get('density'))} | {cell(t.get('slope'))} |")
+    lines += ["", "Paired (same seeds): " + "; ".join(
+        f"{k}: Δ {v['delta_mean']:+.1f}" + (f" ± {v['t_ci95']:.1f} (p = {v['p_value']:.3g}, n = {v['n']})"
+                                            if v.get("p_value") is not None else f" (n = {v['n']})")
+        for k, v in paired.items() if v), "",
+        "Anchors (a table run rerun at this commit, first validation): " + "; ".join(
+        f"{k} step {v['step']}: {v['val_theta_l1_permille']:.6f} vs table {v['table_val_theta_l1_permille']:.6f} "
+        f"({'identical' if v['identical'] else 'DIFFERENT'})" for k, v in anchors.items())]
+    (results / "twin_diagnose.md").write_text("\n".join(lines) + "\n")
+    return doc
+
+
 def _stat(values: list[float], what: str) -> dict:
     mean, ci = mean_ci95(values, what)
     return {"mean": mean, "ci95": ci}

@@ -98,7 +98,7 @@ def _run_paths(opt_kwargs, n_steps, P=6, seed=0, state=None):
 
 @pytest.mark.parametrize("kw", [dict(), dict(state_dtype="bfloat16"), dict(saga_memory="table", saga_divisor="code"),
                                 dict(p_adam=False), dict(eps_inside_sqrt=False, grad_mult=10.0),
-                                dict(factored_v=True, state_dtype="bfloat16")])
+                                dict(factored_v=True, state_dtype="bfloat16"), dict(shared_v=True)])
 def test_state_dict_roundtrip_is_bit_identical(kw, tmp_path):
     batches = _batches(24, dtype=torch.float32)
     rng = torch.Generator().manual_seed(3)
@@ -181,3 +181,40 @@ def test_factored_second_moment_exact_for_rank_one_and_smaller():
         outs.append((w.detach().clone(), opt.state_bytes()))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-12, atol=1e-14)
     assert outs[1][1] < outs[0][1]
+
+
+@pytest.mark.parametrize("saga", [False, True])
+def test_shared_second_moment_matches_a_float64_reference(saga):
+    """shared_v: per-path m_p on the path clock, one v on the step clock; checked against a hand-written loop."""
+    P, d, lr, wd, (b1, b2), eps = 3, 4, 0.05, 0.01, (0.9, 0.99), 1e-6
+    g = torch.Generator().manual_seed(5)
+    grads = [torch.randn(d, generator=g, dtype=torch.float64) * (100.0 if i % 3 == 0 else 1.0) for i in range(20)]
+    paths = [int(torch.randint(P, (1,), generator=g)) for _ in range(20)]
+    w = torch.nn.Parameter(torch.ones(d, dtype=torch.float64))
+    opt = PathAdamSaga([w], n_paths=P, lr=lr, weight_decay=wd, betas=(b1, b2), eps=eps, p_saga=saga, shared_v=True)
+    ref = torch.ones(d, dtype=torch.float64)
+    m, v, tau = torch.zeros(P, d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64), [0] * P
+    g_hat, visited = torch.zeros(P, d, dtype=torch.float64), []
+    for k, (gr, p) in enumerate(zip(grads, paths), start=1):
+        w.grad = gr.clone()
+        opt.set_paths(p)
+        opt.step()
+        dt = (k - tau[p]) / P
+        m[p] = b1 ** dt * m[p] + (1 - b1 ** dt) * gr
+        v = b2 * v + (1 - b2) * gr * gr
+        g_cur = m[p] / (1 - b1 ** (k / P)) / torch.sqrt(eps + v / (1 - b2 ** k))
+        step = g_cur - g_hat[p] + g_hat[visited].sum(0) / max(1, len(visited)) if saga else g_cur
+        ref = ref - lr * (step + wd * ref)
+        g_hat[p], tau[p] = g_cur, k
+        visited = sorted(set(visited) | {p})
+        torch.testing.assert_close(w.detach(), ref, rtol=1e-12, atol=1e-12)
+    # the per-path v_p of the paper gives the rarely-large path the same step size: the two rules differ here
+    w2 = torch.nn.Parameter(torch.ones(d, dtype=torch.float64))
+    opt2 = PathAdamSaga([w2], n_paths=P, lr=lr, weight_decay=wd, betas=(b1, b2), eps=eps, p_saga=saga)
+    for gr, p in zip(grads, paths):
+        w2.grad = gr.clone()
+        opt2.set_paths(p)
+        opt2.step()
+    assert not torch.allclose(w2.detach(), ref, rtol=1e-3)
+    with pytest.raises(ValueError, match="shared_v"):
+        PathAdamSaga([w], n_paths=P, shared_v=True, factored_v=True)

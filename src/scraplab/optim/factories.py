@@ -40,22 +40,24 @@ def sgd(params: Iterable, n_paths: int | None = None, lr: float = 1e-4, weight_d
 
 def p_adam(params: Iterable, n_paths: int, lr: float = 1e-4, weight_decay: float = 0.01,
            betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, grad_mult: float | None = None,
-           eps_inside_sqrt: bool = True, state_dtype: str | None = None) -> PathAdamSaga:
+           eps_inside_sqrt: bool = True, state_dtype: str | None = None, shared_v: bool = False) -> PathAdamSaga:
     """𝒫-Adam + SGD (paper §3.2), no SAGA. ``grad_mult=None`` means 1 (the training app fills the synth's
-    value)."""
+    value). ``shared_v`` (beyond the paper, a diagnostic): per-path m, one second moment for all paths."""
     return PathAdamSaga(params, n_paths=n_paths, lr=lr, weight_decay=weight_decay, betas=_betas(betas), eps=eps,
                         p_adam=True, p_saga=False, grad_mult=1.0 if grad_mult is None else grad_mult,
-                        eps_inside_sqrt=eps_inside_sqrt, state_dtype=state_dtype)
+                        eps_inside_sqrt=eps_inside_sqrt, state_dtype=state_dtype, shared_v=shared_v)
 
 
 def p_saga(params: Iterable, n_paths: int, lr: float = 1e-4, weight_decay: float = 0.01,
            betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, grad_mult: float | None = None,
            eps_inside_sqrt: bool = True, saga_divisor: str = "paper", saga_memory: str = "auto",
-           state_dtype: str | None = None, use_p_adam: bool = True, factored_v: bool = False) -> PathAdamSaga:
+           state_dtype: str | None = None, use_p_adam: bool = True, factored_v: bool = False,
+           shared_v: bool = False) -> PathAdamSaga:
     """𝒫-Adam + 𝒫-SAGA + SGD (paper §3.3, Algorithm 1); ``use_p_adam=False`` gives SAGA on raw gradients.
     ``grad_mult=None`` means 1 (the training app fills the synth's value). ``factored_v`` (beyond the paper):
-    row/column second moments per path for matrices, the memory option that brings the 808 state under 1 GB."""
+    row/column second moments per path for matrices, the memory option that brings the 808 state under 1 GB.
+    ``shared_v`` (beyond the paper, a diagnostic): per-path m, one second moment for all paths (ĝ stored)."""
     return PathAdamSaga(params, n_paths=n_paths, lr=lr, weight_decay=weight_decay, betas=_betas(betas), eps=eps,
                         p_adam=use_p_adam, p_saga=True, grad_mult=1.0 if grad_mult is None else grad_mult,
                         eps_inside_sqrt=eps_inside_sqrt, saga_divisor=saga_divisor, saga_memory=saga_memory,
-                        state_dtype=state_dtype, factored_v=factored_v)
+                        state_dtype=state_dtype, factored_v=factored_v, shared_v=shared_v)

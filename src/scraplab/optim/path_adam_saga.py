@@ -25,6 +25,10 @@ Memory (per-path state is 3·P·|w| floats in the authors' code):
 * ``factored_v=True`` (beyond the paper) keeps v_p of every ≥2-D tensor as Adafactor-style row/column statistics
   (R_i = mean_j g²_ij, C_j = mean_i g²_ij, both with the path-wise decay), v̂ = R Cᵀ / mean(R): v costs ~nothing.
 * param group key ``per_path=False``: that group gets shared (standard, path-agnostic) Adam moments and no SAGA.
+* ``shared_v=True`` (beyond the paper, a diagnostic): per-path first moments m_p but one second moment v for all
+  paths, updated at every step with the drawn path's g⊙g (standard Adam clock, bias 1 − β2^steps). The drawn path's
+  step is m̂_p / sqrt(ε + v̂): a path with small gradients takes a small step, as under AdamW, instead of the unit-size
+  step the per-path v_p gives it. ĝ_p then depends on v at p's last visit, so 𝒫-SAGA stores ĝ (saga_memory 'table').
 """
 from __future__ import annotations
 
@@ -82,7 +86,8 @@ class PathAdamSaga(Optimizer):
     def __init__(self, params: Iterable, n_paths: int, lr: float = 1e-4, weight_decay: float = 0.0,
                  betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, p_adam: bool = True, p_saga: bool = True,
                  grad_mult: float = 1.0, eps_inside_sqrt: bool = True, saga_divisor: str = "paper",
-                 saga_memory: str = "auto", state_dtype=None, per_path: bool = True, factored_v: bool = False):
+                 saga_memory: str = "auto", state_dtype=None, per_path: bool = True, factored_v: bool = False,
+                 shared_v: bool = False):
         if int(n_paths) < 1:
             raise ValueError(f"n_paths must be >= 1, got {n_paths}")
         if lr < 0 or weight_decay < 0 or eps < 0:
@@ -97,11 +102,14 @@ class PathAdamSaga(Optimizer):
         if grad_mult <= 0:
             raise ValueError(f"grad_mult must be > 0, got {grad_mult}")
         _as_dtype(state_dtype)
+        if shared_v and (factored_v or not p_adam):
+            raise ValueError("shared_v needs p_adam=True and factored_v=False")
         self.n_paths = int(n_paths)
         self.p_adam, self.p_saga = bool(p_adam), bool(p_saga)
         self.betas, self.eps, self.eps_inside_sqrt = betas, float(eps), bool(eps_inside_sqrt)
         self.saga_divisor = saga_divisor
-        self.recompute_saga = self.p_adam and saga_memory == "auto"
+        self.shared_v = bool(shared_v)
+        self.recompute_saga = self.p_adam and saga_memory == "auto" and not self.shared_v
         self.factored_v = bool(factored_v)
         defaults = dict(lr=lr, weight_decay=weight_decay, grad_mult=grad_mult,
                         state_dtype=_dtype_name(state_dtype), per_path=bool(per_path))
@@ -145,7 +153,9 @@ class PathAdamSaga(Optimizer):
         spec, P = {}, (self.n_paths, *shape)
         if self.p_adam:
             spec["m"] = (P, dt)
-            if self.factored_v and len(shape) >= 2:  # Adafactor-style rank-1 v_p: rows (P, S0), cols (P, ∏S1:)
+            if self.shared_v:
+                spec["v"] = (shape, dt)  # one v for every path
+            elif self.factored_v and len(shape) >= 2:  # Adafactor-style rank-1 v_p: rows (P, S0), cols (P, ∏S1:)
                 spec.update(v_row=((self.n_paths, shape[0]), dt), v_col=((self.n_paths, math.prod(shape[1:])), dt))
             else:
                 spec["v"] = (P, dt)
@@ -195,12 +205,14 @@ class PathAdamSaga(Optimizer):
         self._n_visits, self._n_steps = int(ps["n_visits"]), int(ps["n_steps"])
 
     # ----------------------------------------------------------------------------------------------- maths
-    def _precondition(self, m, v, t) -> torch.Tensor:
-        """g_cur = m̂ / sqrt(ε + v̂) (paper) or m̂ / (sqrt(v̂) + ε) (code); t = clock in units of P (k/P), (B,)."""
+    def _precondition(self, m, v, t, t_v=None) -> torch.Tensor:
+        """g_cur = m̂ / sqrt(ε + v̂) (paper) or m̂ / (sqrt(v̂) + ε) (code); t = clock in units of P (k/P), (B,);
+        ``t_v``: v's own clock when it is not t (``shared_v``: optimizer steps)."""
         b1, b2 = self.betas
         shape = (-1,) + (1,) * (m.dim() - 1)
+        t_v = t if t_v is None else t_v
         bc1 = (1.0 - torch.pow(torch.tensor(b1, dtype=torch.float64), t)).to(device=m.device, dtype=m.dtype).view(shape)
-        bc2 = (1.0 - torch.pow(torch.tensor(b2, dtype=torch.float64), t)).to(device=m.device, dtype=m.dtype).view(shape)
+        bc2 = (1.0 - torch.pow(torch.tensor(b2, dtype=torch.float64), t_v)).to(device=m.device, dtype=m.dtype).view(shape)
         v_hat = v / bc2
         denom = (v_hat + self.eps).sqrt() if self.eps_inside_sqrt else v_hat.sqrt() + self.eps
         return (m / bc1) / denom
@@ -226,6 +238,13 @@ class PathAdamSaga(Optimizer):
         m = m_store.index_select(0, idx).to(g.dtype)
         m = d1 * m + (1 - d1) * g
         m_store.index_copy_(0, idx, m.to(m_store.dtype))
+        if self.shared_v and tables["v"].dim() == g.dim():  # per-path m, one v (*S) on the optimizer-step clock
+            v = b2 * tables["v"].to(g.dtype) + (1 - b2) * (g * g)
+            tables["v"].copy_(v.to(tables["v"].dtype))
+            m = m_store.index_select(0, idx).to(g.dtype)
+            v = tables["v"].to(g.dtype).unsqueeze(0).expand_as(m)
+            return self._precondition(m, v, t_now.expand(len(idx)),
+                                      torch.tensor([float(self._n_steps)], dtype=torch.float64).expand(len(idx)))
         if "v" in tables:
             v = d2 * tables["v"].index_select(0, idx).to(g.dtype) + (1 - d2) * (g * g)
             tables["v"].index_copy_(0, idx, v.to(tables["v"].dtype))
@@ -309,8 +328,9 @@ class PathAdamSaga(Optimizer):
                     direction = (g_cur - old).mean(0) + avg
                     st["saga_sum"].add_((new.to(torch.float64) - old.to(torch.float64)).sum(0))
                 p.add_(direction + wd * p if wd else direction, alpha=-lr)
-                touched.append(p)  # and the drawn rows of the per-path tables; saga_sum is one tensor
-                touched.extend(t if name == "saga_sum" else t.index_select(0, dev_idx) for name, t in st.items())
+                touched.append(p)  # and the drawn rows of the per-path tables; saga_sum (and a shared v) is one tensor
+                whole = ("saga_sum", "v") if self.shared_v else ("saga_sum",)
+                touched.extend(t if name in whole else t.index_select(0, dev_idx) for name, t in st.items())
         # One device sync per step (unless deferred): non-finite state must not be carried on (or checkpointed).
         if touched and self.defer_finite_check:
             bad = ~torch.stack([torch.isfinite(t).all() for t in touched]).all()
