@@ -1,0 +1,26 @@
+"""experiments/benchmark_step.py on a tiny run: every phase is timed, the shares add up, the JSON records provenance."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+spec = importlib.util.spec_from_file_location("_exp_benchmark_step", EXP / "benchmark_step.py")
+benchmark_step = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark_step)
+
+
+def test_step_profile_times_every_phase_and_writes_provenance(tmp_path):
+    out = tmp_path / "step.json"
+    doc = benchmark_step.main(["--overrides", "experiment=twin_granular", "sampler=uniform",
+                               "debug=tiny", "--steps", "3", "--warmup", "1",
+                               "--json", str(out)])
+    assert set(doc["phases_ms_median"]) == set(benchmark_step.PHASES)
+    assert all(v >= 0 for v in doc["phases_ms_median"].values()) and doc["phases_ms_median"]["loss_fwd"] > 0
+    assert doc["loss_ms"] == pytest.approx(doc["phases_ms_median"]["loss_fwd"] + doc["phases_ms_median"]["loss_bwd"])
+    assert doc["non_loss_share"] == pytest.approx(1 - doc["loss_ms"] / doc["lightning_step_ms_median"])
+    assert doc["met"] == (doc["non_loss_share"] <= 0.30)
+    saved = json.loads(out.read_text())
+    assert saved["provenance"]["command"].startswith("python experiments/benchmark_step.py")
+    assert len(saved["provenance"]["commit"]) == 40
