@@ -71,11 +71,12 @@ LONG: dict[str, list[str]] = {
 # Diagnosis of the ablation's first step (AdamW -> 𝒫-Adam costs the slope, twin_granular.md): is it 𝒫-Adam's per-path
 # second moment, which gives every path a unit-size step whatever its gradient's size? Same settings as the table;
 # `shared_v` keeps per-path first moments but one second moment for all paths (so step sizes follow gradient sizes,
-# as under AdamW). The anchor reruns the table's scrapl_padam seed 0 for 200 steps on the table's lr schedule: its
+# as under AdamW): the ablation ladder AdamW -> 𝒫-Adam -> 𝒫-SAGA -> θ-IS with that one change. The anchor reruns the table's scrapl_padam seed 0 for 200 steps on the table's lr schedule: its
 # validation θ L1 at step 200 must equal the table's (same code path at this commit).
 DIAGNOSE: dict[str, list[str]] = {
     "anchor_scrapl_padam": ARMS["scrapl_padam"] + ["trainer.max_steps=200", "scheduler.total_iters=6000"],
     "scrapl_padam_sharedv": ARMS["scrapl_padam"] + ["optim.shared_v=true"],
+    "scrapl_psaga_sharedv": ARMS["scrapl_psaga"] + ["optim.shared_v=true"],
     "scrapl_thetais_sharedv": ARMS["scrapl_thetais"] + ["optim.shared_v=true"],
 }
 DIAGNOSE_SEEDS = {"anchor_scrapl_padam": [0]}

@@ -97,10 +97,13 @@ def write_diagnosis(out: Path, results: Path, summary: dict, table_json: Optiona
                     "table_val_theta_l1_permille": ref["val_theta_l1_permille"][0],
                     "identical": r["val_theta_l1_permille"][0] == ref["val_theta_l1_permille"][0]}
     paired = {}
-    for arm, ref_arm in (("scrapl_padam_sharedv", "scrapl_padam"), ("scrapl_padam_sharedv", "scrapl_adamw"),
-                         ("scrapl_thetais_sharedv", "scrapl_thetais")):
-        if arm in arms and ref_arm in table["arms"]:
-            a = {r["seed"]: r for r in table["arms"][ref_arm]["runs"]}
+    pairs = [("scrapl_padam_sharedv", "scrapl_padam"), ("scrapl_psaga_sharedv", "scrapl_psaga"),
+             ("scrapl_thetais_sharedv", "scrapl_thetais"), ("scrapl_padam_sharedv", "scrapl_adamw"),
+             ("scrapl_psaga_sharedv", "scrapl_padam_sharedv"), ("scrapl_thetais_sharedv", "scrapl_psaga_sharedv")]
+    for arm, ref_arm in pairs:  # the same shared-v arm against the table's arm, then the shared-v ladder
+        ref_runs = table["arms"][ref_arm]["runs"] if ref_arm in table["arms"] else arms.get(ref_arm, {}).get("runs")
+        if arm in arms and ref_runs:
+            a = {r["seed"]: r for r in ref_runs}
             b = {r["seed"]: r for r in arms[arm]["runs"]}
             for key in ("theta_l1_permille",):
                 paired[f"{ref_arm}->{arm}"] = _paired(a, b, key, f"{ref_arm}->{arm}")
@@ -115,13 +118,14 @@ def write_diagnosis(out: Path, results: Path, summary: dict, table_json: Optiona
              f"`{summary['command']}` at commit `{summary['commit'][:10]}` ({summary['jobs']} runs at once, 1 thread "
              f"each, {summary['wall_s'] / 60:.0f} min); the table's arms from `twin_granular.json` (runs at "
              f"`{str(doc['table_commit'])[:10]}`). Test θ L1 ‰, mean ± 95 % CI over seeds.", "",
-             "| arm | seeds | θ L1 ‰ | density | slope |", "|---|---|---|---|---|"]
-    rows_md = [(f"table: {v['label']}", table["arms"][a]["n_seeds"], v["theta_l1_permille"])
-               for a, v in doc["table_arms"].items()]
-    rows_md += [(a, v["n_seeds"], v["theta_l1_permille"]) for a, v in arms.items()]
-    for name, n, t in rows_md:
+             "| arm | seeds | θ L1 ‰ | density | slope | steps to < 150 ‰ (per seed) |", "|---|---|---|---|---|---|"]
+    rows_md = [(f"table: {v['label']}", table["arms"][a]["n_seeds"], v["theta_l1_permille"],
+                [r.get("steps_to_150") for r in table["arms"][a].get("runs", [])]) for a, v in doc["table_arms"].items()]
+    rows_md += [(a, v["n_seeds"], v["theta_l1_permille"], v["steps_to_150"]) for a, v in arms.items()]
+    for name, n, t, s150 in rows_md:
         cell = lambda d: f"{d['mean']:.1f} ± {d['ci95']:.1f}" if d else "–"  # noqa: E731
-        lines.append(f"| {name} | {n} | {cell(t)} | {cell(t.get('density'))} | {cell(t.get('slope'))} |")
+        reach = ", ".join("–" if v is None else str(v) for v in s150) or "–"
+        lines.append(f"| {name} | {n} | {cell(t)} | {cell(t.get('density'))} | {cell(t.get('slope'))} | {reach} |")
     lines += ["", "Paired (same seeds): " + "; ".join(
         f"{k}: Δ {v['delta_mean']:+.1f}" + (f" ± {v['t_ci95']:.1f} (p = {v['p_value']:.3g}, n = {v['n']})"
                                             if v.get("p_value") is not None else f" (n = {v['n']})")

@@ -71,16 +71,20 @@ def test_diagnosis_pairs_with_the_table_and_checks_the_anchor(tmp_path):
         _run(table_runs, "scrapl_adamw", seed, 100.0 + seed, [200, 150, 120, 100])
         _run(table_runs, "scrapl_padam", seed, 170.0 + seed, [258.5, 230, 200, 170])
         _run(out, "scrapl_padam_sharedv", seed, 110.0 + 3 * seed, [220, 150, 120, 110])
+        _run(out, "scrapl_psaga_sharedv", seed, 100.0, [220, 140, 120, 100])
     _run(out, "anchor_scrapl_padam", 0, 250.0, [258.5, 240, 230, 220])
     _run(out, "anchor_scrapl_padam", 1, 250.0, [999.0, 240, 230, 220])  # a rerun that does not reproduce its table run
     table = twin_table.write_tables(table_runs, res, "python experiments/twin_granular.py table")
-    runs = [{"name": f"{a}/seed{s}"} for a in ("anchor_scrapl_padam", "scrapl_padam_sharedv") for s in range(2)]
+    runs = [{"name": f"{a}/seed{s}"} for a in ("anchor_scrapl_padam", "scrapl_padam_sharedv", "scrapl_psaga_sharedv")
+            for s in range(2)]
     summary = {"runs": runs, "commit": "def", "dirty": False, "command": "python experiments/twin_granular.py diagnose",
                "versions": {}, "wall_s": 600.0, "load_before": 0.1, "load_after": 2.0, "jobs": 2}
     doc = twin_table.write_diagnosis(out, res, summary)
     assert doc["arms"]["scrapl_padam_sharedv"]["theta_l1_permille"]["mean"] == pytest.approx(111.5)
     assert doc["paired"]["scrapl_padam->scrapl_padam_sharedv"]["delta_mean"] == pytest.approx(-59.0)
     assert doc["paired"]["scrapl_adamw->scrapl_padam_sharedv"]["delta_mean"] == pytest.approx(11.0)
+    assert doc["paired"]["scrapl_padam_sharedv->scrapl_psaga_sharedv"]["delta_mean"] == pytest.approx(-11.5)
+    assert doc["arms"]["scrapl_psaga_sharedv"]["steps_to_150"] == [200, 200]
     assert doc["anchors"]["anchor_scrapl_padam/seed0"]["identical"] is True
     assert doc["anchors"]["anchor_scrapl_padam/seed1"]["identical"] is False
     assert doc["table_commit"] == table["provenance"]["commit"]
