@@ -46,7 +46,7 @@ def describe_paths(n_paths: int, paths: PathSpec = None) -> str:
 
 @torch.no_grad()
 def jtfs_distance(loss: SCRAPLLoss, x_hat: torch.Tensor, x: torch.Tensor, paths: PathSpec = None,
-                  chunk: int = 32) -> torch.Tensor:
+                  chunk: int = 32, target_cache=None) -> torch.Tensor:
     """Per-example JTFS distance: (B, N) or (B, 1, N) pair → (B,), the mean over the selected paths of the loss's
     per-path distance (its ρ and scaling). With ``paths=None`` the batch mean equals ``loss.full(x_hat, x)``.
 
@@ -54,6 +54,8 @@ def jtfs_distance(loss: SCRAPLLoss, x_hat: torch.Tensor, x: torch.Tensor, paths:
         loss: a ``SCRAPLLoss`` / ``JTFSLoss`` built for signals of length N (its JTFS settings define the metric).
         paths: see :func:`select_paths`.
         chunk: paths computed at once (bounds memory).
+        target_cache: a :class:`scraplab.metrics.target_cache.TargetCoefficientCache` that supplies (and keeps) the
+            coefficients of ``x``: the targets of an evaluation set are then transformed once, not at every pass.
     """
     if not isinstance(loss, SCRAPLLoss):
         raise TypeError(f"loss must be a SCRAPLLoss or JTFSLoss, got {type(loss).__name__}")
@@ -69,9 +71,15 @@ def jtfs_distance(loss: SCRAPLLoss, x_hat: torch.Tensor, x: torch.Tensor, paths:
     total = x.new_zeros(x.shape[0])
     for start in range(0, len(idx), chunk):
         part = idx[start:start + chunk]
-        S_hat, S = loss.jtfs.forward_paths(x_hat, part), loss.jtfs.forward_paths(x, part)
+        S_hat = loss.jtfs.forward_paths(x_hat, part)
         if loss.log1p:
-            S_hat, S = torch.log1p(S_hat / loss.log1p_eps), torch.log1p(S / loss.log1p_eps)
+            S_hat = torch.log1p(S_hat / loss.log1p_eps)
+        if target_cache is not None:
+            S = target_cache.get(loss, x, part)
+        else:
+            S = loss.jtfs.forward_paths(x, part)
+            if loss.log1p:
+                S = torch.log1p(S / loss.log1p_eps)
         total = total + path_distance(S_hat, S, loss.scaling, loss.n_paths).sum(1)
     return total / len(idx)
 

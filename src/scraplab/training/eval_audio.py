@@ -11,6 +11,10 @@ Per example, averaged over the test split by Lightning (weighted by batch size):
 * for the TR-808 synth (``features: auto``), the transient/decay feature errors of
   :func:`scraplab.metrics.features.transient_decay_errors` as ``audio/<feature>_<transient|decay>`` and
   ``audio/temporal_centroid``.
+
+The targets' JTFS coefficients do not depend on the model: ``target_cache`` keeps them (``"memory"``: for this
+process, e.g. the untrained and the best checkpoint's test passes; a folder: also for later runs on the same sounds;
+``"off"``). See :mod:`scraplab.metrics.target_cache`.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from torch import nn
 from scraplab.losses.scrapl import SCRAPLLoss
 from scraplab.metrics.audio import MSSDistances, describe_paths, jtfs_distance, logmel_l1, select_paths
 from scraplab.metrics.features import transient_decay_errors
+from scraplab.metrics.target_cache import TargetCoefficientCache
 
 
 class EvalAudioMetrics(nn.Module):
@@ -32,12 +37,14 @@ class EvalAudioMetrics(nn.Module):
         mss: log the three MSS distances.
         jtfs_paths: int k → k evenly spaced paths; None → all paths; 0 → no JTFS distance.
         features: ``"auto"`` (TR-808 synth only), True or False.
+        target_cache: ``"memory"``, ``"off"`` (or None), or a folder that keeps the targets' JTFS coefficients for
+            later runs (keyed by audio content, metric settings and engine source: never stale).
     """
 
     __test__ = False  # not a pytest class
 
     def __init__(self, synth: nn.Module, mss: bool = True, jtfs_paths: Optional[int] = 16,
-                 features: Union[str, bool] = "auto") -> None:
+                 features: Union[str, bool] = "auto", target_cache: Optional[str] = "memory") -> None:
         super().__init__()
         self.sample_rate = int(synth.sample_rate)
         self.mss = MSSDistances() if mss else None
@@ -52,6 +59,10 @@ class EvalAudioMetrics(nn.Module):
             from scraplab.synths import TR808Synth
             features = isinstance(synth, TR808Synth)
         self.features = bool(features)
+        if target_cache in (None, "off", False):
+            self.target_cache = None
+        else:
+            self.target_cache = TargetCoefficientCache(None if target_cache == "memory" else target_cache)
 
     @torch.no_grad()
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,7 +71,7 @@ class EvalAudioMetrics(nn.Module):
             out.update({f"audio/{k}": v for k, v in self.mss(x_hat, x).items()})
             out["audio/logmel_l1"] = logmel_l1(x_hat, x, self.sample_rate)
         if self.jtfs is not None:
-            out[self.jtfs_key] = jtfs_distance(self.jtfs, x_hat, x, self.paths)
+            out[self.jtfs_key] = jtfs_distance(self.jtfs, x_hat, x, self.paths, target_cache=self.target_cache)
         if self.features:
             errs = transient_decay_errors(x_hat, x, self.sample_rate)
             out.update({f"audio/{k}": v for k, v in errs.items()})
