@@ -86,7 +86,7 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
     return {"name": f"{type(synth).__name__.lower()}_{digest}", "settings": settings, "encoder": objs["encoder"],
             "synth_fn": synth, "path_loss_fn": lambda x_hat, x, p: loss(x_hat, x, paths=[p]), "x": xs,
             "n_paths": sampler.n_paths, "synth_kwargs": kws, "n_iter": int(w.get("n_iter", 20)),
-            "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0))}
+            "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0)), "solver": str(w.get("solver", "power"))}
 
 
 def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:

@@ -169,11 +169,56 @@ def _power_iteration(apply, shapes, U, gen, n_iter, tol, dtype, device):
     return lam.abs().cpu(), it
 
 
+def _lanczos(apply, shapes, U, gen, n_iter, tol, dtype, device):
+    """Batched Lanczos over u (full reorthogonalisation): |λ| of the Ritz value of largest magnitude (U,) float64
+    and the steps used. Same start vectors as :func:`_power_iteration`; k steps span the Krylov space that k power
+    iterations explore, and the Ritz value is the best estimate in it, so fewer Hessian-vector products reach a
+    given accuracy. Stops when every u's estimate changes by < tol relatively (or a Krylov space is exhausted)."""
+    def dots(a, b):
+        return sum((x.double() * y.double()).flatten(1).sum(1) for x, y in zip(a, b))  # (U,)
+
+    def scale(a, c):  # a * c[u]
+        return [x * c.view(-1, *[1] * (x.dim() - 1)).to(x.dtype) for x in a]
+
+    vs = [torch.randn((U, *s), generator=gen, dtype=torch.float64).to(dtype=dtype, device=device) for s in shapes]
+    vs = scale(vs, 1.0 / dots(vs, vs).sqrt().clamp_min(1e-30))
+    basis, alphas, betas = [vs], [], []
+    lam_prev, lam, it = None, torch.zeros(U, dtype=torch.float64), 0
+    for it in range(1, n_iter + 1):
+        w = apply(basis[-1])
+        alpha = dots(w, basis[-1])
+        alphas.append(alpha)
+        for q in basis:  # full reorthogonalisation (twice is enough in floating point)
+            w = [x - y for x, y in zip(w, scale(q, dots(w, q)))]
+        for q in basis:
+            w = [x - y for x, y in zip(w, scale(q, dots(w, q)))]
+        beta = dots(w, w).sqrt()
+        k = len(alphas)
+        T = torch.zeros(U, k, k, dtype=torch.float64)
+        idx = torch.arange(k)
+        T[:, idx, idx] = torch.stack(alphas, 1)
+        if betas:
+            b = torch.stack(betas, 1)
+            T[:, idx[:-1], idx[1:]] = b
+            T[:, idx[1:], idx[:-1]] = b
+        ev = torch.linalg.eigvalsh(T)  # (U, k) ascending
+        lam = torch.where(ev[:, 0].abs() > ev[:, -1].abs(), ev[:, 0], ev[:, -1])
+        scale_ref = ev.abs().amax(1).clamp_min(1e-30)
+        exhausted = bool((beta <= 1e-10 * scale_ref).all())
+        if exhausted or (lam_prev is not None and bool(((lam - lam_prev).abs() <= tol * lam_prev.abs().clamp_min(1e-30)).all())):
+            break
+        lam_prev = lam
+        betas.append(beta)
+        basis.append(scale(w, 1.0 / beta.clamp_min(1e-30)))
+    return lam.abs().cpu(), it
+
+
 def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, path_loss_fn: Callable, x, n_paths: int,
                      synth_kwargs=None, path_range: tuple[int, int] | None = None, n_iter: int = 20,
                      tol: float = 1e-4, seed: int = 0, params: Sequence[torch.nn.Parameter] | None = None,
                      batch_reduce: str = "eig_mean", vectorize: bool = True, check_determinism: bool = True,
-                     progress: bool = True, method: str = "local", per_example: bool = True) -> torch.Tensor:
+                     progress: bool = True, method: str = "local", per_example: bool = True,
+                     solver: str = "power") -> torch.Tensor:
     """C_{u,p} for p in ``path_range`` (default all P): float64 (n_range, U).
 
     encoder(x) -> θ̃ (B, U); synth_fn(θ̃, **synth_kwargs) -> (B, 1, N); path_loss_fn(x_hat, x, p) -> scalar.
@@ -188,6 +233,9 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     path whatever ``n_iter``. ``per_example`` (``'local'`` only): the path loss is a sum/mean of per-example terms
     and the synth renders examples independently (true for every synth and loss of this package), so ∂s/∂θ̃ is
     block diagonal over examples and U probes suffice; False probes all B·U directions.
+    ``solver``: ``'power'`` (the paper's power iteration, ≤ ``n_iter`` Hessian-vector products) or ``'lanczos'``
+    (≤ ``n_iter`` Lanczos steps from the same start: the best estimate in the same Krylov space, so fewer steps
+    reach a given accuracy).
     """
     start, end = path_range if path_range is not None else (0, n_paths)
     if not 0 <= start < end <= n_paths:
@@ -198,6 +246,9 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
         raise ValueError(f"batch_reduce must be 'eig_mean' or 'operator_mean', got {batch_reduce!r}")
     if method not in ("local", "direct"):
         raise ValueError(f"method must be 'local' or 'direct', got {method!r}")
+    if solver not in ("power", "lanczos"):
+        raise ValueError(f"solver must be 'power' or 'lanczos', got {solver!r}")
+    eig = _power_iteration if solver == "power" else _lanczos
     xs, kws = _as_batches(x, synth_kwargs)
     module = encoder if isinstance(encoder, torch.nn.Module) else None  # a plain callable manages its own mode
     if params is None and module is None:
@@ -226,13 +277,13 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
             if gss is not None:
                 apply = lambda vs: [torch.stack(h).mean(0) for h in
                                     zip(*[_hvp(gs, vs, params, vectorize) for gs in gss])]
-                lam, _ = _power_iteration(apply, shapes, gss[0][0].shape[0], gen, n_iter, tol, dtype, device)
+                lam, _ = eig(apply, shapes, gss[0][0].shape[0], gen, n_iter, tol, dtype, device)
             else:
                 lams = []
                 for xb, kw in zip(xs, kws):
                     gs = slice_grads(xb, kw, p)
-                    lam_b, _ = _power_iteration(lambda vs: _hvp(gs, vs, params, vectorize), shapes,
-                                                gs[0].shape[0], gen, n_iter, tol, dtype, device)
+                    lam_b, _ = eig(lambda vs: _hvp(gs, vs, params, vectorize), shapes,
+                                   gs[0].shape[0], gen, n_iter, tol, dtype, device)
                     lams.append(lam_b)
                 lam = torch.stack(lams).mean(0)
             rows.append(lam.to(torch.float64))
@@ -282,12 +333,13 @@ def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
 
 
 def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 20, tol: float = 1e-4, seed: int = 0,
-                  min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean") -> dict:
+                  min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean", solver: str = "power") -> dict:
     """The settings stored beside π (problem ``settings`` plus the numeric warm-up settings), JSON-normalised."""
     from scraplab import __version__
 
     full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
             "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": int(n_examples),
+            **({} if solver == "power" else {"solver": solver}),  # records of power-iteration π stay as they were
             "code_version": {"warmup": WARMUP_VERSION, "scraplab": __version__}}
     return json.loads(json.dumps(full, sort_keys=True, default=str))
 
@@ -311,7 +363,7 @@ def store_probs(folder, name: str, record: dict, probs: torch.Tensor, vals: torc
 def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, x, n_paths: int, synth_kwargs=None,
                     n_iter: int = 20, tol: float = 1e-4, seed: int = 0, min_prob_frac: float = 0.0,
                     batch_reduce: str = "eig_mean", root=None, progress: bool = True, wait_s: float | None = None,
-                    **kw) -> torch.Tensor:
+                    solver: str = "power", **kw) -> torch.Tensor:
     """π from ``<root>/theta_is/<name>.pt`` when its ``.json`` records the same settings (and code version), else
     computed and stored.
 
@@ -324,7 +376,7 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
 
     folder = Path(root) if root is not None else data_dir() / "theta_is"
     n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])
-    full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce)
+    full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce, solver)
     pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
 
     def stored() -> torch.Tensor | None:
@@ -344,7 +396,7 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
     if probs is not None:
         return probs
     vals = theta_importance(encoder, synth_fn, path_loss_fn, x, n_paths, synth_kwargs=synth_kwargs, n_iter=n_iter,
-                            tol=tol, seed=seed, batch_reduce=batch_reduce, progress=progress, **kw)
+                            tol=tol, seed=seed, batch_reduce=batch_reduce, progress=progress, solver=solver, **kw)
     probs = probs_from_values(vals, min_prob_frac)
     store_probs(folder, name, full, probs, vals)
     return probs
