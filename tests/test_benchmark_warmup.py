@@ -1,0 +1,31 @@
+"""experiments/benchmark_warmup.py on a tiny warm-up problem: every solver row, its extrapolation and rank checks."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+spec = importlib.util.spec_from_file_location("_exp_benchmark_warmup", EXP / "benchmark_warmup.py")
+benchmark_warmup = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark_warmup)
+
+
+def test_spearman_is_a_rank_correlation():
+    import torch
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert benchmark_warmup.spearman(a, a ** 3) == pytest.approx(1.0)
+    assert benchmark_warmup.spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_warmup_benchmark_rows_and_provenance(tmp_path):
+    out = tmp_path / "w.json"
+    doc = benchmark_warmup.main(["--overrides", "experiment=twin_granular", "debug=tiny", "sampler.warmup.n_examples=2",
+                                 "sampler.warmup.batch_size=2", "sampler.warmup.n_iter=4", "--paths", "3",
+                                 "--lanczos", "2", "--converged", "6", "--json", str(out)])
+    assert set(doc["rows"]) == {"power", "lanczos2", "converged"} and doc["P"] == 49 and len(doc["sampled_paths"]) == 3
+    for row in doc["rows"].values():
+        assert row["est_total_min_1_core"] == pytest.approx(row["s_per_path"] * 49 / 60)
+        assert -1.0 <= row["spearman_pi_vs_power"] <= 1.0
+    assert doc["rows"]["converged"]["median_rel_err_C_vs_converged"] == 0.0
+    assert json.loads(out.read_text())["provenance"]["command"].startswith("python experiments/benchmark_warmup.py")
