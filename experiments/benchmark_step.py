@@ -17,35 +17,20 @@ The figure the issue asks for: non-loss share = 1 − (loss forward + loss backw
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["synth=granular", "loss=scrapl", "optim=p_saga", "sampler=uniform"]
 PHASES = ["data", "target_render", "encoder_fwd", "synth_fwd", "path_draw", "loss_fwd", "loss_bwd", "synth_bwd",
           "encoder_bwd", "optimizer"]
-
-
-def compose(overrides: list[str], out_dir: str):
-    from hydra import compose as hcompose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
-    from scraplab.locations import config_dir
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hcompose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = out_dir
-    return cfg
 
 
 def _now() -> float:
@@ -115,27 +100,21 @@ def phases(objs: dict, n_steps: int, warmup: int) -> dict[str, list[float]]:
     return times
 
 
-class _StepTimer:
-    """Lightning callback: wall time from one training batch's start to the next one's (data fetch included)."""
+class _StepTimer(L.Callback):
+    """Wall time from one training batch's start to the next one's (data fetch included)."""
 
-    def __new__(cls):
-        import lightning as L
+    def __init__(self):
+        self.starts: list[float] = []
 
-        class Timer(L.Callback):
-            def __init__(self):
-                self.starts: list[float] = []
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.starts.append(_now())
 
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                self.starts.append(_now())
-
-            def on_train_end(self, trainer, pl_module):
-                self.starts.append(_now())
-        return Timer()
+    def on_train_end(self, trainer, pl_module):
+        self.starts.append(_now())
 
 
 def lightning_loop(cfg, n_steps: int, warmup: int) -> list[float]:
     """Median-ready per-step wall times of the training app's own Lightning loop (validation off)."""
-    import lightning as L
     from hydra.utils import instantiate
 
     from scraplab.cli.build import build_all
@@ -165,19 +144,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=None, help="write the figures (with command, commit, versions) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    import lightning as L
-
-    from scraplab.cli.build import build_all
+    from scraplab.cli.build import build_all, compose_train
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from runplan import provenance  # experiments/runplan.py: commit, command, versions, load
+    from runplan import finish_measurement, measurement_provenance  # experiments/runplan.py
 
-    command = shlex.join(["python", "experiments/benchmark_step.py", *argv])
-    prov = {**provenance(command, allow_dirty=True), "load_before": os.getloadavg()}
+    prov = measurement_provenance("experiments/benchmark_step.py", argv)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose(list(args.overrides), tmp)
+        cfg = compose_train(list(args.overrides), tmp)
         L.seed_everything(int(cfg.seed), workers=True)
         times = phases(build_all(cfg), args.steps, args.warmup)
-        loop = lightning_loop(compose(list(args.overrides), os.path.join(tmp, "loop")), args.steps, args.warmup)
+        loop = lightning_loop(compose_train(list(args.overrides), os.path.join(tmp, "loop")), args.steps, args.warmup)
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     step_ms = 1e3 * statistics.median(loop)
     loss_ms = med["loss_fwd"] + med["loss_bwd"]
@@ -185,8 +161,8 @@ def main(argv=None) -> dict:
            "phases_ms_median": med, "sum_of_phases_ms": sum(med.values()), "lightning_step_ms_median": step_ms,
            "lightning_and_logging_overhead_ms": step_ms - sum(med.values()), "loss_ms": loss_ms,
            "non_loss_share": 1.0 - loss_ms / step_ms, "target_non_loss_share_at_most": 0.30,
-           "met": 1.0 - loss_ms / step_ms <= 0.30, "load_after": os.getloadavg(),
-           "provenance": {k: prov[k] for k in ("commit", "dirty", "command", "versions", "load_before")}}
+           "met": 1.0 - loss_ms / step_ms <= 0.30}
+    doc = finish_measurement(doc, prov, args.json)
     width = max(map(len, PHASES))
     for k in PHASES:
         print(f"{k:<{width}}  {med[k]:8.1f} ms  {100 * med[k] / step_ms:5.1f} %")
@@ -194,9 +170,6 @@ def main(argv=None) -> dict:
     print(f"{'Lightning step':<{width}}  {step_ms:8.1f} ms  (overhead {doc['lightning_and_logging_overhead_ms']:.1f} ms)")
     print(f"non-loss share {100 * doc['non_loss_share']:.1f} % (target ≤ 30 %: {'met' if doc['met'] else 'NOT met'}); "
           f"load {prov['load_before']} → {doc['load_after']}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return doc
 
 

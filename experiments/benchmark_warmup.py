@@ -14,9 +14,6 @@ sampled paths (normalised over them) is compared by Spearman rank correlation.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shlex
 import statistics
 import sys
 import time
@@ -51,10 +48,9 @@ def main(argv=None) -> dict:
     from scraplab.metrics.audio import select_paths
     from scraplab.sampling.importance import probs_from_values, theta_importance
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from runplan import provenance
+    from runplan import finish_measurement, measurement_provenance
 
-    prov = {**provenance(shlex.join(["python", "experiments/benchmark_warmup.py", *argv]), allow_dirty=True),
-            "load_before": os.getloadavg()}
+    prov = measurement_provenance("experiments/benchmark_warmup.py", argv)
     pr = _problem(list(args.overrides))
     P, n_iter = pr["n_paths"], pr["n_iter"]
     paths = select_paths(P, args.paths)
@@ -87,12 +83,8 @@ def main(argv=None) -> dict:
               f"{rows[name]['spearman_pi_vs_converged']:.4f}; median |C − C*|/C* {rel[name]:.3g}")
     doc = {"overrides": args.overrides, "P": P, "n_examples": sum(int(x.shape[0]) for x in pr["x"]), "n_iter": n_iter,
            "sampled_paths": paths, "threads": args.threads, "rows": rows, "target_min_2_cores": 5.0,
-           "target_spearman": 0.99, "load_after": os.getloadavg(),
-           "provenance": {k: prov[k] for k in ("commit", "dirty", "command", "versions", "load_before")}}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    return doc
+           "target_spearman": 0.99}
+    return finish_measurement(doc, prov, args.json)
 
 
 if __name__ == "__main__":

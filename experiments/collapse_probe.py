@@ -17,9 +17,6 @@ predictions depend on the sound. Per loss (and per SCRAPL path) this reports
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -42,19 +39,10 @@ def coherence(g: torch.Tensor) -> dict:
 
 
 def _objs(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
     import lightning as L
 
-    from scraplab.cli.build import build_all
-    from scraplab.locations import config_dir
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = "."
+    from scraplab.cli.build import build_all, compose_train
+    cfg = compose_train(overrides)
     L.seed_everything(int(cfg.seed), workers=True)
     return build_all(cfg)
 
@@ -90,11 +78,10 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from runplan import provenance
+    from runplan import finish_measurement, measurement_provenance
 
     from scraplab.metrics.audio import select_paths
-    prov = {**provenance(shlex.join(["python", "experiments/collapse_probe.py", *argv]), allow_dirty=True),
-            "load_before": os.getloadavg()}
+    prov = measurement_provenance("experiments/collapse_probe.py", argv)
     rows: dict[str, dict] = {}
     base = _objs(list(args.overrides))
     batch = _batch(base, args.examples)
@@ -124,12 +111,8 @@ def main(argv=None) -> dict:
                      "paths": paths, "per_path": per_path}
         print(key, {k: v for k, v in rows[key].items() if k not in ("per_path", "paths")}, flush=True)
     doc = {"overrides": args.overrides, "examples": args.examples, "init_theta_spread_ratio": spread, "rows": rows,
-           "random_coherence": 1 / args.examples ** 0.5, "load_after": os.getloadavg(),
-           "provenance": {k: prov[k] for k in ("commit", "dirty", "command", "versions", "load_before")}}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    return doc
+           "random_coherence": 1 / args.examples ** 0.5}
+    return finish_measurement(doc, prov, args.json)
 
 
 if __name__ == "__main__":

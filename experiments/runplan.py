@@ -50,6 +50,22 @@ def provenance(command: str, allow_dirty: bool) -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty), "command": command, "versions": versions()}
 
 
+def measurement_provenance(script: str, argv: Sequence[str]) -> dict:
+    """Provenance of a one-off measurement (benchmark, probe): commit (a dirty tree is recorded, not refused),
+    the command, package versions and the load average before it."""
+    return {**provenance(shlex.join(["python", script, *argv]), allow_dirty=True), "load_before": os.getloadavg()}
+
+
+def finish_measurement(doc: dict, prov: dict, json_file=None) -> dict:
+    """``doc`` with the load average after it and its provenance, written to ``json_file`` when given."""
+    doc = {**doc, "load_after": os.getloadavg(),
+           "provenance": {k: prov[k] for k in ("commit", "dirty", "command", "versions", "load_before")}}
+    if json_file:
+        Path(json_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_file).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return doc
+
+
 def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite: bool,
             leading: Sequence[str] = ()) -> dict:
     """Train one run into ``folder`` (or skip it when this commit and command already finished it there).

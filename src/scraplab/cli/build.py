@@ -156,3 +156,22 @@ def build_all(cfg: DictConfig) -> dict[str, Any]:
 
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def compose_train(overrides: list[str], output_dir: str = ".") -> DictConfig:
+    """The training config for ``overrides`` outside a Hydra run (the warm-up CLI, benchmarks, probes).
+
+    ``paths.output_dir`` is set to ``output_dir`` (default ".": nothing is written there), which avoids resolving
+    ``${hydra:...}`` without a Hydra run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from scraplab.locations import config_dir
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir
+    return cfg
+

@@ -20,13 +20,10 @@ from typing import Optional
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import open_dict
 
-from scraplab.cli.build import build_all
+from scraplab.cli.build import build_all, compose_train
 from scraplab.cli.train import theta_is_problem
-from scraplab.locations import config_dir, data_dir
+from scraplab.locations import data_dir
 from scraplab.sampling.importance import (merge_shards, save_shard, store_probs, theta_importance,
                                           warmup_record)
 
@@ -39,11 +36,7 @@ def shard_range(n_paths: int, shard: int, n_shards: int) -> tuple[int, int]:
 
 
 def _problem(overrides: list[str]) -> dict:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = "."  # nothing is written there; avoids resolving ${hydra:...} outside a Hydra run
+    cfg = compose_train(overrides)
     L.seed_everything(int(cfg.seed), workers=True)  # the untrained encoder of train.py with this seed
     objs = build_all(cfg)
     if objs["sampler"] is None or getattr(objs["sampler"], "mode", None) != "fixed":

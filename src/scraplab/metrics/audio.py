@@ -71,15 +71,11 @@ def jtfs_distance(loss: SCRAPLLoss, x_hat: torch.Tensor, x: torch.Tensor, paths:
     total = x.new_zeros(x.shape[0])
     for start in range(0, len(idx), chunk):
         part = idx[start:start + chunk]
-        S_hat = loss.jtfs.forward_paths(x_hat, part)
-        if loss.log1p:
-            S_hat = torch.log1p(S_hat / loss.log1p_eps)
+        S_hat = loss._rho(loss.jtfs.forward_paths(x_hat, part))  # ρ of the loss itself (log1p or identity)
         if target_cache is not None:
             S = target_cache.get(loss, x, part)
         else:
-            S = loss.jtfs.forward_paths(x, part)
-            if loss.log1p:
-                S = torch.log1p(S / loss.log1p_eps)
+            S = loss._rho(loss.jtfs.forward_paths(x, part))
         total = total + path_distance(S_hat, S, loss.scaling, loss.n_paths).sum(1)
     return total / len(idx)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -81,7 +82,7 @@ class TargetCoefficientCache:
         if self.folder is not None:
             file = self._file(key)
             file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_suffix(f".tmp{torch.randint(1 << 30, ()).item()}")
+            tmp = file.with_suffix(f".tmp{uuid.uuid4().hex}")  # not torch's RNG: evaluation must not move training's
             torch.save(value, tmp)
             tmp.replace(file)  # atomic: a reader sees the old file or the whole new one
 
@@ -95,9 +96,7 @@ class TargetCoefficientCache:
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
-            S = loss.jtfs.forward_paths(x[missing], list(paths))
-            if loss.log1p:
-                S = torch.log1p(S / loss.log1p_eps)
+            S = loss._rho(loss.jtfs.forward_paths(x[missing], list(paths)))
             for b, s in zip(missing, S):
                 self._store(keys[b], s)
                 found[b] = s
