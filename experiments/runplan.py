@@ -67,11 +67,14 @@ def finish_measurement(doc: dict, prov: dict, json_file=None) -> dict:
 
 
 def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite: bool,
-            leading: Sequence[str] = ()) -> dict:
+            leading: Sequence[str] = (), then: Sequence[str] = ()) -> dict:
     """Train one run into ``folder`` (or skip it when this commit and command already finished it there).
-    ``leading``: overrides placed first (the experiment preset)."""
+    ``leading``: overrides placed first (the experiment preset). ``then``: a second command (a script and its
+    arguments, ``{folder}`` replaced by the run folder) run after a successful training, e.g. ``eval.py`` on other
+    data; it is part of the run's command, and the run is ``ok`` only when both succeed."""
     argv = [sys.executable, "train.py", *leading, *overrides, f"hydra.run.dir={folder}"]
-    command = shlex.join(["python", *argv[1:]])
+    then_argv = [sys.executable, *(a.replace("{folder}", str(folder)) for a in then)] if then else []
+    command = shlex.join(["python", *argv[1:]]) + (" && " + shlex.join(["python", *then_argv[1:]]) if then else "")
     marker = folder / "twin_run.json"
     if folder.exists():
         old = json.loads(marker.read_text()) if marker.is_file() else None
@@ -96,17 +99,22 @@ def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite
     t0 = time.time()
     with open(folder / "stdout.log", "w") as log:
         rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        if rc == 0 and then_argv:
+            log.flush()
+            rc = subprocess.run(then_argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     record.update(rc=rc, wall_s=round(time.time() - t0, 1), load_after=os.getloadavg())
     marker.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{time.strftime('%H:%M:%S')} {name}: rc {rc}, {record['wall_s']:.0f} s", flush=True)
     return record
 
 
-def run_all(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, overwrite: bool,
+def run_all(plan: dict[str, tuple], prov: dict, jobs: int, overwrite: bool,
             leading: Sequence[str] = ()) -> list[dict]:
-    """Run every ``name: (folder, overrides)`` of ``plan``, ``jobs`` at a time, in the plan's order."""
+    """Run every ``name: (folder, overrides)`` or ``name: (folder, overrides, then)`` of ``plan`` (see
+    :func:`run_one`), ``jobs`` at a time, in the plan's order."""
     with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_one, n, f, o, prov, overwrite, leading): n for n, (f, o) in plan.items()}
+        futures = {pool.submit(run_one, n, entry[0], entry[1], prov, overwrite, leading, *entry[2:]): n
+                   for n, entry in plan.items()}
         records = [fut.result() for fut in cf.as_completed(futures)]
     failed = [r["name"] for r in records if r.get("rc") != 0]
     if failed:
@@ -114,7 +122,7 @@ def run_all(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, over
     return records
 
 
-def execute(plan: dict[str, tuple[Path, list[str]]], prov: dict, jobs: int, overwrite: bool, leading: Sequence[str],
+def execute(plan: dict[str, tuple], prov: dict, jobs: int, overwrite: bool, leading: Sequence[str],
             out: Path, name: str = "run") -> dict:
     """Run ``plan`` (see :func:`run_all`) and write ``out/<name>_provenance.json``: the provenance, the plan's wall
     time, the machine load before and after, and every run's record. Returns that summary."""

@@ -31,10 +31,28 @@ ARMS: dict[str, list[str]] = {
     "mss_revisited": ["loss=mss_revisited", "optim=adamw", "sampler=uniform"],
     "mss_random": ["loss=mss_random", "optim=adamw", "sampler=uniform"],
     "jtfs": ["loss=jtfs", "optim=adamw", "sampler=uniform", "trainer.max_steps=300"],  # reduced budget: its cost
+    # `python train.py synth=tr808` as a user runs it (P-loss on the synth's own renders, no real sound seen), then
+    # tested on the same unseen real kits as the arms above with eval.py.
+    "default": [],
 }
 LABELS = {"scrapl": "SCRAPL (log1p, 𝒫-Adam + 𝒫-SAGA)", "mss_linear": "MSS Linear",
           "mss_log_lin": "MSS Log + Linear", "mss_revisited": "MSS Revisited", "mss_random": "MSS Random",
-          "jtfs": "JTFS (reduced budget)"}
+          "jtfs": "JTFS (reduced budget)", "default": "default: `python train.py synth=tr808` (P-loss, synthetic)"}
+# The real test of the default arm: the preset's data and test settings, applied to the default's best checkpoint.
+REAL_TEST = ["data=wav_folder", f"data.path={ROOT / 'data' / 'drums'}", "data.batch_size=8", "data.regime=micro",
+             "module.eval_loss=false", "module.test_audio.mss=true", "module.test_audio.jtfs_paths=null",
+             "module.test_audio.features=auto", f"module.test_audio.target_cache={ROOT / 'data' / 'eval_cache'}"]
+METRICS_FILE = {"default": "real_test/metrics.json"}  # the other arms test on the real kits themselves
+
+
+def plan_entry(arm: str, seed: int, out: Path) -> tuple:
+    """(folder, overrides[, then]) of one run for :func:`runplan.execute` (no leading overrides)."""
+    folder = out / arm / f"seed{seed}"
+    if arm == "default":
+        then = ["eval.py", "ckpt={folder}/checkpoints/best.ckpt", "report_n=0", "hydra.run.dir={folder}/real_test",
+                "overrides=[" + ",".join(f'"{o}"' for o in REAL_TEST) + "]"]
+        return folder, ["synth=tr808", "eval_init=false", f"seed={seed}"], then
+    return folder, [PRESET, *ARMS[arm], "eval_init=false", f"seed={seed}"]
 # metrics.json keys reported (prefix test/): the JTFS key is found by its prefix (audio/jtfs_all<P>).
 METRICS = ["audio/jtfs", "audio/mss_lin", "audio/mss_log_lin", "audio/mss_rev", "audio/logmel_l1",
            "audio/loudness_transient", "audio/loudness_decay", "audio/centroid_transient", "audio/centroid_decay",
@@ -54,7 +72,7 @@ def build_table(out: Path) -> dict:
     folders = []
     for arm in ARMS:
         for folder in sorted((out / arm).glob("seed*")):
-            met, marker = folder / "metrics.json", folder / "twin_run.json"
+            met, marker = folder / METRICS_FILE.get(arm, "metrics.json"), folder / "twin_run.json"
             if not met.is_file() or not marker.is_file():
                 continue
             m = json.loads(met.read_text())
@@ -123,9 +141,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     if not (ROOT / "data" / "drums" / "filelist.csv").is_file():
         raise RunPlanError("data/drums is missing: run `make drums` first")
     prov = provenance(command, args.allow_dirty)
-    plan = {f"{a}/seed{s}": (args.out / a / f"seed{s}", ARMS[a] + [f"seed={s}"])
-            for s in args.seeds for a in args.arms}
-    execute(plan, prov, args.jobs, args.overwrite, [PRESET], args.out)
+    plan = {f"{a}/seed{s}": plan_entry(a, s, args.out) for s in args.seeds for a in args.arms}
+    execute(plan, prov, args.jobs, args.overwrite, (), args.out)
 
 
 if __name__ == "__main__":

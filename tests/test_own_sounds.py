@@ -109,3 +109,22 @@ def test_eval_of_a_scrapl_checkpoint_on_its_synthetic_split(tmp_path):
     ev = compose_cfg([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "eval", "eval")
     out = evaluate(ev)
     assert out["status"] == "ok" and out["test/loss"] > 0 and 0 < out["test/theta_l1_permille"] < 1000
+
+
+def test_a_p_loss_checkpoint_is_tested_on_own_sounds(tmp_path):
+    """The default recipe (P-loss on synthetic renders) judged on real sounds: eval.py runs the audio metrics and
+    skips the loss (no θ to compare with); training a P-loss on them is still refused."""
+    folder = _kit(tmp_path / "kit", n_good=15, bad=False)  # 3 test sounds: the spread needs two
+    cfg = compose_cfg(["synth=granular", *SHORT["granular"], *TINY, "trainer.max_steps=2"], tmp_path / "run")
+    assert cfg.loss._target_.endswith("ParamLoss")
+    train(cfg)
+    ev = compose_cfg([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", "report_n=0"], tmp_path / "eval",
+                     "eval")
+    with open_dict(ev):
+        ev.overrides = ["data=wav_folder", f"data.path={folder}"]
+    out = evaluate(ev)
+    assert out["status"] == "ok" and out["test/mss_log_lin"] > 0 and "test/loss" not in out
+    assert "test/theta_l1_permille" not in out and 0 <= out["test/theta_spread_ratio"] < 10
+    with pytest.raises(ConfigError, match="P-loss.*needs ground-truth"):
+        train(compose_cfg(["synth=granular", *SHORT["granular"], *TINY, "data=wav_folder", f"data.path={folder}",
+                           "loss=param", "optim=adamw"], tmp_path / "refused"))

@@ -69,3 +69,26 @@ def test_execute_writes_the_plan_provenance(tmp_path, fake_train):
     assert written["commit"] == "c0ffee" and written["what"] == "run" and len(written["runs"]) == 2
     assert [r["name"] for r in summary["runs"]] == ["a/seed0", "a/seed1"] and len(written["load_before"]) == 3
     assert runplan.one_commit([tmp_path / "a" / "seed0", tmp_path / "a" / "seed1"], tmp_path)[0] == "c0ffee"
+
+
+def test_a_follow_up_command_is_part_of_the_run(tmp_path, monkeypatch):
+    """``then`` (e.g. eval.py on real sounds) runs after a successful training, inside the run's command and rc."""
+    calls, rcs = [], {"train.py": 0, "eval.py": 5}
+
+    def run(argv, cwd=None, env=None, stdout=None, stderr=None, **kw):
+        calls.append(argv)
+        if argv[1] == "train.py":
+            (Path(argv[-1].split("=", 1)[1]) / "metrics.json").write_text("{}")
+        return subprocess.CompletedProcess(argv, rcs[argv[1]])
+
+    monkeypatch.setattr(runplan.subprocess, "run", run)
+    folder = tmp_path / "default" / "seed0"
+    then = ["eval.py", "ckpt={folder}/checkpoints/best.ckpt", "hydra.run.dir={folder}/real_test"]
+    rec = runplan.run_one("default/seed0", folder, ["synth=tr808"], PROV, False, (), then)
+    assert rec["rc"] == 5 and [c[1] for c in calls] == ["train.py", "eval.py"]  # the eval's failure fails the run
+    assert calls[1][2] == f"ckpt={folder}/checkpoints/best.ckpt" and calls[1][3].endswith("seed0/real_test")
+    assert rec["command"].endswith(f"&& python eval.py ckpt={folder}/checkpoints/best.ckpt "
+                                   f"hydra.run.dir={folder}/real_test")
+    rcs["train.py"] = 1
+    runplan.run_one("default/seed0", folder, ["synth=tr808"], PROV, True, (), then)  # a failed run: --overwrite
+    assert [c[1] for c in calls[2:]] == ["train.py"]  # a failed training is not evaluated

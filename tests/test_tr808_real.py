@@ -43,3 +43,19 @@ def test_mixed_commits_are_refused(tmp_path):
     _run(tmp_path, "mss_random", 0, 2.0, 0.1, commit="b")
     with pytest.raises(tr808_real.RunPlanError, match="several commits"):
         tr808_real.build_table(tmp_path)
+
+
+def test_the_default_arm_trains_the_bare_command_and_tests_it_on_the_real_kits(tmp_path):
+    folder, overrides, then = tr808_real.plan_entry("default", 2, tmp_path)
+    assert folder == tmp_path / "default" / "seed2" and overrides == ["synth=tr808", "eval_init=false", "seed=2"]
+    assert then[0] == "eval.py" and "hydra.run.dir={folder}/real_test" in then
+    assert "data=wav_folder" in then[-1] and "module.test_audio.jtfs_paths=null" in then[-1]
+    folder, overrides = tr808_real.plan_entry("mss_random", 1, tmp_path)
+    assert overrides[0] == tr808_real.PRESET and "loss=mss_random" in overrides and overrides[-1] == "seed=1"
+    # the table reads the default's real-kit test, not its synthetic one
+    _run(tmp_path, "scrapl", 0, 1.0, 0.5)
+    real = tmp_path / "default" / "seed0"
+    _run(tmp_path, "default", 0, 7.0, 0.01)
+    (real / "real_test").mkdir()
+    (real / "real_test" / "metrics.json").write_text(json.dumps({"status": "ok", "test/audio/jtfs_all483": 3.0}))
+    assert tr808_real.build_table(tmp_path)["arms"]["default"]["metrics"]["audio/jtfs"]["mean"] == 3.0

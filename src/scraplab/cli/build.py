@@ -135,8 +135,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"sampler.budget must be >= 1 (paths per step), got {cfg.sampler.budget}")
 
 
-def build_all(cfg: DictConfig) -> dict[str, Any]:
-    """Everything a run needs, built and cross-checked. Raises :class:`ConfigError` (or ValueError) on bad values."""
+def build_all(cfg: DictConfig, training: bool = True) -> dict[str, Any]:
+    """Everything a run needs, built and cross-checked. Raises :class:`ConfigError` (or ValueError) on bad values.
+
+    ``training=False`` (testing a checkpoint): a P-loss checkpoint may be tested on sounds without θ (your own
+    one-shots); the loss itself is then not evaluated (``module.eval_loss`` off), only the audio metrics."""
     check_config(cfg)
     synth = build_synth(cfg)
     loss = build_loss(cfg.loss, synth)
@@ -147,7 +150,9 @@ def build_all(cfg: DictConfig) -> dict[str, Any]:
     except FileNotFoundError as err:  # a data.path that is missing or holds no audio
         raise ConfigError(f"data.path: {err}") from None
     module = build_module(cfg, synth, loss, sampler, encoder)
-    if getattr(loss, "on_params", False) and not datamodule.has_theta:
+    if getattr(loss, "on_params", False) and not datamodule.has_theta and not training:
+        module.eval_loss = False  # no θ to compare with: the audio metrics still apply
+    elif getattr(loss, "on_params", False) and not datamodule.has_theta:
         raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder; "
                           "use an audio loss (loss=scrapl, loss=mss, ...)")
     return {"synth": synth, "loss": loss, "sampler": sampler, "encoder": encoder, "datamodule": datamodule,

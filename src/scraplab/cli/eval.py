@@ -33,7 +33,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     try:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
         L.seed_everything(int(run_cfg.get("seed", 0)), workers=True)
-        objs = build_all(run_cfg)
+        objs = build_all(run_cfg, training=False)
     except (ValueError, InstantiationException, TypeError) as err:
         raise ConfigError(f"{err} (checkpoint {ckpt_path}, overrides {list(cfg.get('overrides') or [])})") from err
     except Exception as err:  # e.g. a ??? value the overrides left unset
