@@ -30,7 +30,10 @@ ARMS: dict[str, list[str]] = {
     "mss_log_lin": ["loss=mss_log", "optim=adamw", "sampler=uniform"],
     "mss_revisited": ["loss=mss_revisited", "optim=adamw", "sampler=uniform"],
     "mss_random": ["loss=mss_random", "optim=adamw", "sampler=uniform"],
-    "jtfs": ["loss=jtfs", "optim=adamw", "sampler=uniform", "trainer.max_steps=300"],  # reduced budget: its cost
+    # The full JTFS at a reduced budget: 15 steps at batch 8 (4 × 2 accumulated: batch 8 at once takes > 20 GB),
+    # ≈ 50 s each, about the wall time of SCRAPL's 400 steps (measured 2026-11-29: 8.1 GB peak at batch 2).
+    "jtfs": ["loss=jtfs", "optim=adamw", "sampler=uniform", "data.batch_size=2", "trainer.accumulate_grad_batches=4",
+             "trainer.max_steps=15", "trainer.val_check_interval=20"],
     # `python train.py synth=tr808` as a user runs it (P-loss on the synth's own renders, no real sound seen), then
     # tested on the same unseen real kits as the arms above with eval.py.
     "default": [],
