@@ -3,6 +3,7 @@
     make drums                                        # data/drums (never committed)
     python experiments/tr808_real.py run              # every arm × seed (resumable; see experiments/runplan.py)
     python experiments/tr808_real.py table            # experiments/results/tr808_real.{json,md}
+    python experiments/tr808_real.py all              # both
 
 Every arm trains with ``experiment=cpu_tr808_real`` (see the preset) and is tested on the unseen test kits with the
 paper's audio metrics: the JTFS distance on all paths, the MSS distances, the transient/decay feature errors and the
@@ -56,10 +57,19 @@ def plan_entry(arm: str, seed: int, out: Path) -> tuple:
                 "overrides=[" + ",".join(f'"{o}"' for o in REAL_TEST) + "]"]
         return folder, ["synth=tr808", "eval_init=false", f"seed={seed}"], then
     return folder, [PRESET, *ARMS[arm], "eval_init=false", f"seed={seed}"]
-# metrics.json keys reported (prefix test/): the JTFS key is found by its prefix (audio/jtfs_all<P>).
-METRICS = ["audio/jtfs", "audio/mss_lin", "audio/mss_log_lin", "audio/mss_rev", "audio/logmel_l1",
-           "audio/loudness_transient", "audio/loudness_decay", "audio/centroid_transient", "audio/centroid_decay",
-           "audio/flatness_transient", "audio/flatness_decay", "theta_spread_ratio"]
+# The result file's metric names → metrics.json keys (prefix test/; the JTFS key is found by its prefix,
+# audio/jtfs_all<P>). transient_err / decay_err are the loudness L1 over the transient (frames 0–1) and the decay
+# (frames 2–65), paper Tables 8–9's first columns; the centroid and flatness errors are reported beside them.
+METRICS = {"jtfs_distance": "audio/jtfs", "mss_linear": "audio/mss_lin", "mss_loglin": "audio/mss_log_lin",
+           "mss_revisited": "audio/mss_rev", "logmel_l1": "audio/logmel_l1",
+           "transient_err": "audio/loudness_transient", "decay_err": "audio/loudness_decay",
+           "centroid_transient": "audio/centroid_transient", "centroid_decay": "audio/centroid_decay",
+           "flatness_transient": "audio/flatness_transient", "flatness_decay": "audio/flatness_decay",
+           "theta_spread_ratio": "theta_spread_ratio"}
+RESULT_ARM = {"mss_log_lin": "mss_loglin"}  # the result file's arm names (run folders keep the script's)
+# The default recipe (issue 16, part 4): the arm with the best mean rank over these (lower is better for each),
+# fixed before the table was run; ties go to the lower JTFS distance.
+RANKED = ["jtfs_distance", "mss_linear", "logmel_l1", "transient_err", "decay_err"]
 
 
 def _value(metrics: dict, key: str) -> Optional[float]:
@@ -69,8 +79,7 @@ def _value(metrics: dict, key: str) -> Optional[float]:
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def build_table(out: Path) -> dict:
-    from scraplab.metrics.stats import mean_ci95, paired_test
+def _collect(out: Path) -> tuple[dict[str, dict[int, dict]], list[Path]]:
     runs: dict[str, dict[int, dict]] = {}
     folders = []
     for arm in ARMS:
@@ -83,48 +92,78 @@ def build_table(out: Path) -> dict:
                 continue
             folders.append(folder)
             runs.setdefault(arm, {})[int(folder.name[4:])] = m
+    return runs, folders
+
+
+def default_recipe(arms: dict) -> tuple[Optional[str], dict]:
+    """The arm with the best mean rank over :data:`RANKED` (arms missing a ranked metric are left out) and every
+    arm's mean rank."""
+    full = {a: e for a, e in arms.items() if all(k in e for k in RANKED)}
+    if not full:
+        return None, {}
+    ranks = {a: 0.0 for a in full}
+    for key in RANKED:
+        order = sorted(full, key=lambda a: full[a][key]["mean"])
+        for i, a in enumerate(order):
+            ranks[a] += (i + 1) / len(RANKED)
+    best = min(full, key=lambda a: (ranks[a], full[a]["jtfs_distance"]["mean"]))
+    return best, ranks
+
+
+def build_table(out: Path) -> dict:
+    """The result file's content: ``{"arms": {ARM: {METRIC: {"mean", "ci95", "n"}, "n_seeds", "label", "seeds",
+    "paired_scrapl_minus_arm"}}, "default_recipe": ARM, "mean_rank": {...}, "commit": ...}`` (issue 16's shape)."""
+    from scraplab.metrics.stats import mean_ci95, paired_test
+    runs, folders = _collect(out)
     if not runs:
         raise RunPlanError(f"no finished runs under {out} (python experiments/tr808_real.py run)")
     commit, _ = one_commit(folders, out)
     table: dict = {}
     for arm, by_seed in runs.items():
-        entry = {"label": LABELS[arm], "seeds": sorted(by_seed), "metrics": {}}
-        for key in METRICS:
+        entry: dict = {"label": LABELS[arm], "seeds": sorted(by_seed), "n_seeds": len(by_seed)}
+        for name, key in METRICS.items():
             vals = [v for v in (_value(by_seed[s], key) for s in sorted(by_seed)) if v is not None]
             if vals:
                 mean, ci = mean_ci95(vals, f"{arm} {key}")
-                entry["metrics"][key] = {"mean": mean, "ci95": ci, "n": len(vals)}
+                entry[name] = {"mean": mean, "ci95": ci, "n": len(vals)}
         if "scrapl" in runs and arm != "scrapl":
             common = sorted(set(runs["scrapl"]) & set(by_seed))
             entry["paired_scrapl_minus_arm"] = {}
-            for key in METRICS:
+            for name, key in METRICS.items():
                 pairs = [(_value(by_seed[s], key), _value(runs["scrapl"][s], key)) for s in common]
                 pairs = [p for p in pairs if None not in p]
                 if len(pairs) >= 2:
-                    entry["paired_scrapl_minus_arm"][key] = paired_test([p[0] for p in pairs],
-                                                                        [p[1] for p in pairs], f"{arm} {key}")
-        table[arm] = entry
-    return {"arms": table, "commit": commit}
+                    entry["paired_scrapl_minus_arm"][name] = paired_test([p[0] for p in pairs],
+                                                                         [p[1] for p in pairs], f"{arm} {name}")
+        table[RESULT_ARM.get(arm, arm)] = entry
+    best, ranks = default_recipe(table)
+    return {"arms": table, "default_recipe": best, "mean_rank": ranks, "ranked_by": RANKED, "commit": commit}
 
 
 def to_markdown(doc: dict) -> str:
-    cols = ["audio/jtfs", "audio/mss_log_lin", "audio/logmel_l1", "audio/loudness_transient", "audio/loudness_decay",
+    cols = ["jtfs_distance", "mss_loglin", "mss_linear", "logmel_l1", "transient_err", "decay_err",
             "theta_spread_ratio"]
     lines = ["# TR-808 on real one-shots (hydrogen-drumkits, unseen test kits)", "",
-             f"Runs at commit `{doc['commit'][:10]}`; `{doc['provenance']['command']}`. Mean ± 95 % CI over seeds.", "",
-             "| arm | seeds | " + " | ".join(c.replace("audio/", "") for c in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
-    for e in doc["arms"].values():
-        cells = [(f"{e['metrics'][c]['mean']:.4g} ± {e['metrics'][c]['ci95']:.2g}" if c in e["metrics"] else "–")
-                 for c in cols]
-        lines.append(f"| {e['label']} | {len(e['seeds'])} | " + " | ".join(cells) + " |")
+             f"Runs at commit `{doc['commit'][:10]}`; `{doc['provenance']['command']}`. Mean ± 95 % CI over seeds; "
+             "lower is better except the θ spread (the collapse measure: 1 = as varied as θ uniform on [0, 1]). "
+             "transient / decay: loudness L1 (LU) over frames 0–1 / 2–65.", "",
+             "| arm | seeds | " + " | ".join(cols) + " | mean rank |",
+             "|---|---|" + "---|" * (len(cols) + 1)]
+    for arm, e in doc["arms"].items():
+        cells = [(f"{e[c]['mean']:.4g} ± {e[c]['ci95']:.2g}" if c in e else "–") for c in cols]
+        rank = doc.get("mean_rank", {}).get(arm)
+        lines.append(f"| {e['label']} | {e['n_seeds']} | " + " | ".join(cells) + " | "
+                     + (f"{rank:.2f}" if rank is not None else "–") + " |")
+    if doc.get("default_recipe"):
+        lines += ["", f"Default recipe (best mean rank over {', '.join(doc['ranked_by'])}): "
+                      f"**{doc['default_recipe']}**."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["run", "table"])
+    ap.add_argument("what", choices=["run", "table", "all"], help="all: run, then table")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--jobs", type=int, default=2)
@@ -133,19 +172,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--allow-dirty", action="store_true")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "experiments/tr808_real.py", *argv])
-    if args.what == "table":
+    if args.what in ("run", "all"):
+        if not (ROOT / "data" / "drums" / "filelist.csv").is_file():
+            raise RunPlanError("data/drums is missing: run `make drums` first")
+        prov = provenance(command, args.allow_dirty)
+        plan = {f"{a}/seed{s}": plan_entry(a, s, args.out) for s in args.seeds for a in args.arms}
+        execute(plan, prov, args.jobs, args.overwrite, (), args.out)
+    if args.what in ("table", "all"):
         doc = build_table(args.out)
-        doc["provenance"] = {"command": command, **json.loads((args.out / "run_provenance.json").read_text())} \
-            if (args.out / "run_provenance.json").is_file() else {"command": command}
+        runs_prov = args.out / "run_provenance.json"  # commit, command, versions and load of the runs
+        doc["provenance"] = {**(json.loads(runs_prov.read_text()) if runs_prov.is_file() else {"command": command}),
+                             "table_command": command}
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "tr808_real.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         (RESULTS / "tr808_real.md").write_text(to_markdown(doc))
-        return
-    if not (ROOT / "data" / "drums" / "filelist.csv").is_file():
-        raise RunPlanError("data/drums is missing: run `make drums` first")
-    prov = provenance(command, args.allow_dirty)
-    plan = {f"{a}/seed{s}": plan_entry(a, s, args.out) for s in args.seeds for a in args.arms}
-    execute(plan, prov, args.jobs, args.overwrite, (), args.out)
 
 
 if __name__ == "__main__":

@@ -13,29 +13,43 @@ tr808_real = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tr808_real)
 
 
-def _run(root, arm, seed, jtfs, spread, commit="abc", status="ok"):
+def _run(root, arm, seed, jtfs, spread, commit="abc", status="ok", **extra):
     folder = root / arm / f"seed{seed}"
     folder.mkdir(parents=True)
     metrics = {"status": status, "test/audio/jtfs_all483": jtfs, "test/audio/logmel_l1": 2.0 + seed,
-               "test/theta_spread_ratio": spread}
+               "test/theta_spread_ratio": spread, **{f"test/audio/{k}": v for k, v in extra.items()}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "twin_run.json").write_text(json.dumps({"commit": commit, "rc": 0}))
 
 
-def test_table_has_cis_and_paired_tests(tmp_path):
+def test_table_has_the_issue_shape_cis_and_paired_tests(tmp_path):
     for s in range(3):
         _run(tmp_path, "scrapl", s, 1.0 + 0.1 * s, 0.5)
-        _run(tmp_path, "mss_random", s, 2.0 + 0.1 * s, 0.1)
+        _run(tmp_path, "mss_log_lin", s, 2.0 + 0.1 * s, 0.1)
     _run(tmp_path, "mss_linear", 0, 9.0, 0.2, status="non-finite")  # failed runs are left out
     doc = tr808_real.build_table(tmp_path)
-    assert set(doc["arms"]) == {"scrapl", "mss_random"}
-    jt = doc["arms"]["scrapl"]["metrics"]["audio/jtfs"]
+    assert set(doc["arms"]) == {"scrapl", "mss_loglin"}  # the result file's arm name
+    jt = doc["arms"]["scrapl"]["jtfs_distance"]
     assert jt["mean"] == pytest.approx(1.1) and jt["n"] == 3 and jt["ci95"] > 0
-    paired = doc["arms"]["mss_random"]["paired_scrapl_minus_arm"]["audio/jtfs"]
+    assert doc["arms"]["scrapl"]["n_seeds"] == 3 and "transient_err" not in doc["arms"]["scrapl"]  # not measured
+    paired = doc["arms"]["mss_loglin"]["paired_scrapl_minus_arm"]["jtfs_distance"]
     assert paired["delta_mean"] == pytest.approx(-1.0) and paired["n"] == 3
+    assert doc["default_recipe"] is None  # the ranked metrics are incomplete: no choice
     doc["provenance"] = {"command": "python experiments/tr808_real.py table"}
     md = tr808_real.to_markdown(doc)
     assert md.count("\n| ") == 3 and "1.1 ±" in md
+
+
+def test_the_default_recipe_is_the_best_mean_rank(tmp_path):
+    feats = dict(mss_lin=1.0, loudness_transient=1.0, loudness_decay=1.0)
+    for s in range(2):
+        # scrapl best on JTFS and transient, worst on the rest; mss_random best on three of five
+        _run(tmp_path, "scrapl", s, 1.0, 0.5, **{**feats, "mss_lin": 3.0, "loudness_decay": 3.0, "logmel_l1": 9.0})
+        _run(tmp_path, "mss_random", s, 2.0, 0.1, **{**feats, "loudness_transient": 2.0, "logmel_l1": 1.0})
+    doc = tr808_real.build_table(tmp_path)
+    assert doc["default_recipe"] == "mss_random"
+    assert doc["mean_rank"]["scrapl"] == pytest.approx((1 + 2 + 2 + 1 + 2) / 5)
+    assert doc["mean_rank"]["mss_random"] == pytest.approx((2 + 1 + 1 + 2 + 1) / 5)
 
 
 def test_mixed_commits_are_refused(tmp_path):
@@ -58,4 +72,4 @@ def test_the_default_arm_trains_the_bare_command_and_tests_it_on_the_real_kits(t
     _run(tmp_path, "default", 0, 7.0, 0.01)
     (real / "real_test").mkdir()
     (real / "real_test" / "metrics.json").write_text(json.dumps({"status": "ok", "test/audio/jtfs_all483": 3.0}))
-    assert tr808_real.build_table(tmp_path)["arms"]["default"]["metrics"]["audio/jtfs"]["mean"] == 3.0
+    assert tr808_real.build_table(tmp_path)["arms"]["default"]["jtfs_distance"]["mean"] == 3.0
