@@ -101,13 +101,12 @@ def default_recipe(arms: dict) -> tuple[Optional[str], dict]:
     full = {a: e for a, e in arms.items() if all(k in e for k in RANKED)}
     if not full:
         return None, {}
-    ranks = {a: 0.0 for a in full}
+    rank_sum = {a: 0 for a in full}  # integers: equal mean ranks must compare equal (then the JTFS distance decides)
     for key in RANKED:
-        order = sorted(full, key=lambda a: full[a][key]["mean"])
-        for i, a in enumerate(order):
-            ranks[a] += (i + 1) / len(RANKED)
-    best = min(full, key=lambda a: (ranks[a], full[a]["jtfs_distance"]["mean"]))
-    return best, ranks
+        for i, a in enumerate(sorted(full, key=lambda a: full[a][key]["mean"])):
+            rank_sum[a] += i + 1
+    best = min(full, key=lambda a: (rank_sum[a], full[a]["jtfs_distance"]["mean"]))
+    return best, {a: r / len(RANKED) for a, r in rank_sum.items()}
 
 
 def build_table(out: Path) -> dict:
@@ -140,6 +139,13 @@ def build_table(out: Path) -> dict:
     return {"arms": table, "default_recipe": best, "mean_rank": ranks, "ranked_by": RANKED, "commit": commit}
 
 
+def _paired_cell(test: Optional[dict]) -> str:
+    if not test:
+        return "–"
+    p = test.get("p_value")
+    return f"{test['delta_mean']:+.3g} (p = {p:.2g})" if p is not None else f"{test['delta_mean']:+.3g}"
+
+
 def to_markdown(doc: dict) -> str:
     cols = ["jtfs_distance", "mss_loglin", "mss_linear", "logmel_l1", "transient_err", "decay_err",
             "theta_spread_ratio"]
@@ -154,6 +160,14 @@ def to_markdown(doc: dict) -> str:
         rank = doc.get("mean_rank", {}).get(arm)
         lines.append(f"| {e['label']} | {e['n_seeds']} | " + " | ".join(cells) + " | "
                      + (f"{rank:.2f}" if rank is not None else "–") + " |")
+    paired = ["jtfs_distance", "mss_loglin", "logmel_l1", "transient_err", "decay_err"]
+    lines += ["", "SCRAPL − arm, paired by seed (mean Δ, two-sided p; negative: SCRAPL lower):", "",
+              "| arm | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
+    for e in doc["arms"].values():
+        pt = e.get("paired_scrapl_minus_arm") or {}
+        if pt:
+            lines.append(f"| {e['label']} | " + " | ".join(
+                _paired_cell(pt.get(c)) for c in paired) + " |")
     if doc.get("default_recipe"):
         lines += ["", f"Default recipe (best mean rank over {', '.join(doc['ranked_by'])}): "
                       f"**{doc['default_recipe']}**."]

@@ -52,6 +52,14 @@ def test_the_default_recipe_is_the_best_mean_rank(tmp_path):
     assert doc["mean_rank"]["mss_random"] == pytest.approx((2 + 1 + 1 + 2 + 1) / 5)
 
 
+def test_equal_mean_ranks_go_to_the_lower_jtfs_distance():
+    # three arms whose mean ranks are equal (10 / 5 each; as sums of fifths, floats need not add up alike)
+    vals = {"a": [3, 1, 2, 1, 3], "b": [1, 2, 3, 3, 1], "c": [2, 3, 1, 2, 2]}
+    arms = {a: {k: {"mean": float(v)} for k, v in zip(tr808_real.RANKED, vs)} for a, vs in vals.items()}
+    best, ranks = tr808_real.default_recipe(arms)
+    assert best == "b" and ranks["a"] == ranks["b"] == ranks["c"] == 2.0
+
+
 def test_mixed_commits_are_refused(tmp_path):
     _run(tmp_path, "scrapl", 0, 1.0, 0.5, commit="a")
     _run(tmp_path, "mss_random", 0, 2.0, 0.1, commit="b")
