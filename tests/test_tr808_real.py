@@ -37,7 +37,8 @@ def test_table_has_the_issue_shape_cis_and_paired_tests(tmp_path):
     assert doc["default_recipe"] is None  # the ranked metrics are incomplete: no choice
     doc["provenance"] = {"command": "python experiments/tr808_real.py table"}
     md = tr808_real.to_markdown(doc)
-    assert md.count("\n| ") == 3 and "1.1 ±" in md
+    assert md.count("\n| ") == 5 and "1.1 ±" in md  # two arms + header, then the paired table: one arm + header
+    assert "| MSS Log + Linear | -1 (p = " in md
 
 
 def test_the_default_recipe_is_the_best_mean_rank(tmp_path):
