@@ -150,11 +150,11 @@ def build_all(cfg: DictConfig, training: bool = True) -> dict[str, Any]:
     except FileNotFoundError as err:  # a data.path that is missing or holds no audio
         raise ConfigError(f"data.path: {err}") from None
     module = build_module(cfg, synth, loss, sampler, encoder)
-    if getattr(loss, "on_params", False) and not datamodule.has_theta and not training:
-        module.eval_loss = False  # no θ to compare with: the audio metrics still apply
-    elif getattr(loss, "on_params", False) and not datamodule.has_theta:
-        raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder; "
-                          "use an audio loss (loss=scrapl, loss=mss, ...)")
+    if getattr(loss, "on_params", False) and not datamodule.has_theta:
+        if training:
+            raise ConfigError("loss=param (P-loss) needs ground-truth θ: it cannot train on data=wav_folder; "
+                              "use an audio loss (loss=scrapl, loss=mss, ...)")
+        module.eval_loss = False  # testing: no θ to compare with, the audio metrics still apply
     return {"synth": synth, "loss": loss, "sampler": sampler, "encoder": encoder, "datamodule": datamodule,
             "module": module}
 
