@@ -81,6 +81,7 @@ def main(argv=None) -> dict:
     from runplan import finish_measurement, measurement_provenance
 
     from scraplab.metrics.audio import select_paths
+    from scraplab.metrics.spread import theta_spread
     prov = measurement_provenance("experiments/collapse_probe.py", argv)
     rows: dict[str, dict] = {}
     base = _objs(list(args.overrides))
@@ -91,7 +92,7 @@ def main(argv=None) -> dict:
         g, theta0 = per_example_grads(module, synth, lambda a, b: loss(a, b), batch)
         rows[name] = coherence(g)
         print(name, rows[name], flush=True)
-    spread = float((theta0.std(0) / (1 / 12) ** 0.5).mean())  # against θ uniform on [0, 1]
+    spread = theta_spread(theta0)["theta_spread_ratio"]  # the training app's collapse measure, against θ uniform
     for eps in args.eps:
         ov = ["loss.log1p=false"] if eps == "none" else ["loss.log1p=true", f"loss.log1p_eps={eps}"]
         loss = _objs(list(args.overrides) + ["loss=scrapl", *ov])["loss"]
