@@ -5,6 +5,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py run            # every arm × seed of the table (resumable, see below)
     python experiments/twin_granular.py table          # experiments/results/twin_granular.{json,md,png}
     python experiments/twin_granular.py diagnose       # why 𝒫-Adam loses the slope: shared second moment arms
+    python experiments/twin_granular.py pilot          # 𝒫-Adam's staleness: AdamW and 𝒫-Adam at a lower constant lr
     bash experiments/run_twin_granular.sh              # run + table: the one command
 
 Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
@@ -81,6 +82,15 @@ DIAGNOSE: dict[str, list[str]] = {
 }
 DIAGNOSE_SEEDS = {"anchor_scrapl_padam": [0]}
 
+# Staleness pilot: 𝒫-Adam updates a path's moments only when it is drawn, ~P steps apart. At the table's lr (3e-4, 49
+# paths) the encoder moves ~P·lr = 0.015 between two draws of one path, 5x the paper's granular run (315 · 1e-5); its
+# momentum spans ~10 draws, ~500 steps. Does a constant lr of 1e-4 (P·lr = 0.005, total movement 0.6 > the paper's
+# 0.19) let 𝒫-Adam beat AdamW? Seed 0, the preset's 6000 steps, the AdamW arm at the same lr for the comparison.
+PILOT: dict[str, list[str]] = {
+    "scrapl_adamw_lr1e-4": ARMS["scrapl_adamw"] + ["optim.lr=1e-4", "scheduler=null"],
+    "scrapl_padam_lr1e-4": ARMS["scrapl_padam"] + ["optim.lr=1e-4", "scheduler=null"],
+}
+
 
 TwinError = RunPlanError  # the name the table script and older notes use
 
@@ -95,7 +105,7 @@ def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["sweep", "long", "run", "table", "diagnose"])
+    ap.add_argument("what", choices=["sweep", "long", "run", "table", "diagnose", "pilot"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 BLAS thread each)")
@@ -117,15 +127,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         from twin_table import write_diagnosis
         write_diagnosis(out, RESULTS, summary)
         return
-    if args.what in ("sweep", "long"):
+    if args.what in ("sweep", "long", "pilot"):
         out = args.out or ROOT / "outputs" / f"twin_{args.what}"
         budget = SWEEP_BUDGET if args.what == "sweep" else []
-        plan = {n: (out / n, o + PINNED + budget) for n, o in (SWEEP if args.what == "sweep" else LONG).items()}
+        pinned = [] if args.what == "pilot" else PINNED  # the pilot runs the table's preset, only lr and schedule changed
+        runs = {"sweep": SWEEP, "long": LONG, "pilot": PILOT}[args.what]
+        plan = {n: (out / n, o + pinned + budget) for n, o in runs.items()}
     else:
         out = args.out or ROOT / "outputs" / "twin_granular"
         plan = table_plan(args.seeds, args.arms, out)
     summary = execute(plan, prov, args.jobs, args.overwrite, [PRESET], out, args.what)
-    if args.what in ("sweep", "long"):
+    if args.what in ("sweep", "long", "pilot"):
         from twin_table import write_sweep
         write_sweep(out, RESULTS, summary, name=f"twin_{args.what}")
 
