@@ -58,10 +58,10 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
              f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread each.",
              "", "| run | P | test θ L1 ‰ | density | slope | val θ L1 ‰ at steps | conv. step | ms/step | warm-up s |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in sorted(rows.items()):
+    for run_name, r in sorted(rows.items()):  # not `name`: that is the result file's name, used below
         curve = ", ".join(f"{s}: {v:.0f}" for s, v in zip(r["val_steps"], r["val_theta_l1_permille"])
                           if s % 500 == 0)
-        lines.append(f"| {name} | {r['n_paths'] or '–'} | {r['theta_l1_permille']:.1f} | "
+        lines.append(f"| {run_name} | {r['n_paths'] or '–'} | {r['theta_l1_permille']:.1f} | "
                      f"{r['per_param'].get('density', float('nan')):.1f} | {r['per_param'].get('slope', float('nan')):.1f} | "
                      f"{curve} | {r['conv_steps'] or '–'} | {r['ms_per_step'] or float('nan'):.0f} | "
                      f"{'–' if r['warmup_s'] is None else format(r['warmup_s'], '.0f')} |")

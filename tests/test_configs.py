@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from scraplab.cli.build import ConfigError, build_encoder, build_loss, build_sampler, build_synth, check_config
 from scraplab.data.datamodule import build_datamodule
 from scraplab.locations import config_dir
-from train_helpers import compose_cfg
+from train_helpers import SHORT, compose_cfg
 
 GROUPS = ("synth", "loss", "sampler", "optim", "encoder", "data", "trainer", "logger", "callbacks", "experiment")
 
@@ -40,7 +40,7 @@ def test_every_option_of_every_group_composes(group, tmp_path):
 
 @pytest.mark.parametrize("synth", ["granular", "chirplet", "tr808"])
 def test_synth_dependent_parts_build_for_each_synth(synth, tmp_path):
-    cfg = compose_cfg([f"synth={synth}", "synth.n_samples=8192"], tmp_path)
+    cfg = compose_cfg([f"synth={synth}", *SHORT[synth]], tmp_path)  # tr808: its synthetic preset (θ to sample)
     s = build_synth(cfg)
     enc = build_encoder(cfg.encoder, s)
     assert enc.n_params == s.n_params and enc.frontend.sample_rate == s.sample_rate

@@ -10,7 +10,7 @@ from omegaconf import open_dict
 
 from scraplab.cli.build import ConfigError, build_synth
 from scraplab.cli.eval import evaluate
-from scraplab.cli.presets import apply_overrides, check_cpu_preset
+from scraplab.cli.presets import apply_overrides, check_cpu_preset, with_cpu_preset
 from scraplab.cli.status import classify, is_known
 from scraplab.cli.train import train
 from scraplab.data.datamodule import WavDataModule, build_datamodule
@@ -37,12 +37,17 @@ def test_presets_and_debug_tiny_do_not_break_wav_folder(synth, debug, tmp_path):
     cfg = compose_cfg([f"synth={synth}", "data=wav_folder", f"data.path={folder}", *debug], tmp_path / "run")
     dm = build_datamodule(instantiate(cfg.data), build_synth(cfg))
     assert isinstance(dm, WavDataModule) and not dm.has_theta
-    # no θ, so no P-loss: own sounds default to SCRAPL + 𝒫-SAGA; the command line still chooses
-    assert cfg.loss._target_.endswith("SCRAPLLoss") and cfg.optim._target_.endswith("p_saga")
+    # no θ, so no P-loss: own sounds default to SCRAPL + 𝒫-SAGA, except where the synth's CPU preset names the recipe
+    # that matched real sounds best (cpu_tr808: MSS Revisited + AdamW); the command line still chooses
+    if synth == "tr808":
+        assert cfg.loss._target_.endswith("RevisitedMSSLoss") and cfg.optim._target_.endswith("adamw")
+    else:
+        assert cfg.loss._target_.endswith("SCRAPLLoss") and cfg.optim._target_.endswith("p_saga")
     mss = compose_cfg([f"synth={synth}", "data=wav_folder", "data.path=/x", "loss=mss", "optim=adamw"], tmp_path)
     assert mss.loss._target_.endswith("MSSLoss") and mss.optim._target_.endswith("adamw")
-    # the synthetic data keeps the preset's size
-    synthetic = compose_cfg([f"synth={synth}", *debug], tmp_path / "run")
+    # the synthetic data keeps the preset's size (the bare tr808 preset trains on real drums: its synthetic one)
+    own = ["experiment=cpu_tr808_synthetic"] if synth == "tr808" else []
+    synthetic = compose_cfg([f"synth={synth}", *own, *debug], tmp_path / "run")
     if debug:
         assert synthetic.data.n_per_axis == 4 and list(synthetic.data.sizes) == [8, 4, 4]
     elif synth == "granular":
@@ -57,11 +62,23 @@ def test_every_synth_has_a_cpu_preset():
 
 def test_a_synth_without_cpu_preset_is_refused_unless_the_length_is_chosen():
     cfg = compose_cfg(["synth=granular", "experiment=paper_granular", "trainer=cpu"], "/tmp/unused")
-    choices = {"synth": "moog", "experiment": "cpu_moog"}
+    choices = {"synth": "moog", "experiment": None}  # with_cpu_preset found no experiment/cpu_moog.yaml
     with pytest.raises(ConfigError, match=r"synth=moog has no CPU preset.*cpu_moog.yaml.*max_steps=19200"):
         check_cpu_preset(cfg, choices, ["synth=moog"])
     check_cpu_preset(cfg, choices, ["synth=moog", "trainer.max_steps=50"])  # the user chose the length
-    check_cpu_preset(cfg, {"synth": "granular", "experiment": "cpu_granular"}, [])  # the preset exists
+    check_cpu_preset(cfg, {"synth": "granular", "experiment": "cpu_granular"}, [])  # a preset was chosen
+    # a sweep over synths gets no preset (each job's synth differs): the user is told to name it
+    with pytest.raises(ConfigError, match=r"no experiment preset chosen.*experiment=cpu_granular"):
+        check_cpu_preset(cfg, {"synth": "granular", "experiment": None}, ["synth=granular,tr808"])
+
+
+def test_the_bare_command_adds_the_synths_cpu_preset_unless_an_experiment_is_named():
+    assert with_cpu_preset(["synth=tr808", "seed=1"]) == ["synth=tr808", "seed=1", "experiment=cpu_tr808"]
+    assert with_cpu_preset(["seed=1"]) == ["seed=1", "experiment=cpu_granular"]  # train.yaml's synth
+    assert with_cpu_preset(["synth=granular", "synth=chirplet"])[-1] == "experiment=cpu_chirplet"  # the last wins
+    for kept in (["synth=tr808", "experiment=paper_tr808"], ["synth=tr808", "~experiment"],
+                 ["synth=granular,tr808"], ["synth=moog"], ["synth.n_samples=8192", "experiment=cpu_granular"]):
+        assert with_cpu_preset(kept) == kept
 
 
 def test_group_overrides_of_a_stored_config(tmp_path):

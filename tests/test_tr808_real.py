@@ -68,17 +68,44 @@ def test_mixed_commits_are_refused(tmp_path):
         tr808_real.build_table(tmp_path)
 
 
-def test_the_default_arm_trains_the_bare_command_and_tests_it_on_the_real_kits(tmp_path):
-    folder, overrides, then = tr808_real.plan_entry("default", 2, tmp_path)
-    assert folder == tmp_path / "default" / "seed2" and overrides == ["synth=tr808", "eval_init=false", "seed=2"]
+def test_the_synthetic_arm_is_tested_on_the_real_kits_with_the_presets_test_settings(tmp_path):
+    folder, overrides, then = tr808_real.plan_entry("synthetic", 2, tmp_path)
+    assert folder == tmp_path / "synthetic" / "seed2"
+    assert overrides == ["experiment=cpu_tr808_synthetic", "eval_init=false", "seed=2"]
     assert then[0] == "eval.py" and "hydra.run.dir={folder}/real_test" in then
-    assert "data=wav_folder" in then[-1] and "module.test_audio.jtfs_paths=null" in then[-1]
+    assert f'"data.path={tr808_real.ROOT / "data" / "drums"}"' in then[-1]  # the preset's data, made absolute
+    assert "module.test_audio.jtfs_paths=null" in then[-1] and "data.regime=micro" in then[-1]
     folder, overrides = tr808_real.plan_entry("mss_random", 1, tmp_path)
     assert overrides[0] == tr808_real.PRESET and "loss=mss_random" in overrides and overrides[-1] == "seed=1"
-    # the table reads the default's real-kit test, not its synthetic one
+    # the table reads the synthetic arm's real-kit test, not its synthetic one
     _run(tmp_path, "scrapl", 0, 1.0, 0.5)
-    real = tmp_path / "default" / "seed0"
-    _run(tmp_path, "default", 0, 7.0, 0.01)
+    real = tmp_path / "synthetic" / "seed0"
+    _run(tmp_path, "synthetic", 0, 7.0, 0.01)
     (real / "real_test").mkdir()
     (real / "real_test" / "metrics.json").write_text(json.dumps({"status": "ok", "test/audio/jtfs_all483": 3.0}))
-    assert tr808_real.build_table(tmp_path)["arms"]["default"]["jtfs_distance"]["mean"] == 3.0
+    assert tr808_real.build_table(tmp_path)["arms"]["synthetic"]["jtfs_distance"]["mean"] == 3.0
+
+
+def test_the_default_arm_is_the_bare_command_and_is_checked_against_the_chosen_arm(tmp_path):
+    folder, overrides = tr808_real.plan_entry("default", 0, tmp_path)
+    assert overrides == ["synth=tr808", "eval_init=false", "seed=0"]
+    feats = dict(mss_lin=1.0, loudness_transient=1.0, loudness_decay=1.0, logmel_l1=1.0)
+    for s in range(2):
+        _run(tmp_path, "scrapl", s, 2.0, 0.5, **{k: 2.0 for k in feats})
+        _run(tmp_path, "mss_revisited", s, 1.0, 0.3, **feats)
+        _run(tmp_path, "default", s, 0.5 if s else 1.0, 0.3, **feats)  # best everywhere, but not a candidate
+    doc = tr808_real.build_table(tmp_path)
+    assert doc["default_recipe"] == "mss_revisited" and "default" not in doc["mean_rank"]
+    assert doc["default_vs_recipe"] == {"seeds": [0, 1], "max_abs_diff": pytest.approx(0.5)}
+    doc["provenance"] = {"command": "python experiments/tr808_real.py table"}
+    assert "largest difference over the ranked metrics 0.5" in tr808_real.to_markdown(doc)
+
+
+def test_the_bare_tr808_command_trains_the_committed_tables_choice(tmp_path):
+    """`python train.py synth=tr808` composes exactly the arm experiments/results/tr808_real.json chose."""
+    from train_helpers import compose_cfg
+    doc = json.loads((EXP / "results" / "tr808_real.json").read_text())
+    arm = {tr808_real.RESULT_ARM.get(a, a): a for a in tr808_real.ARMS}[doc["default_recipe"]]
+    _, chosen = tr808_real.plan_entry(arm, 0, tmp_path)[:2]
+    _, bare = tr808_real.plan_entry("default", 0, tmp_path)[:2]
+    assert compose_cfg(bare, tmp_path) == compose_cfg(chosen, tmp_path)

@@ -90,3 +90,21 @@ def test_diagnosis_pairs_with_the_table_and_checks_the_anchor(tmp_path):
     assert doc["table_commit"] == table["provenance"]["commit"]
     md = (res / "twin_diagnose.md").read_text()
     assert "DIFFERENT" in md and "scrapl_padam_sharedv" in md
+
+
+def test_a_sweep_table_is_written_under_its_own_name(tmp_path):
+    out, res = tmp_path / "pilot", tmp_path / "results"
+    _run(out, "scrapl_adamw_lr1e-4", 0, 130.0, [250, 200, 150, 130])
+    _run(out, "scrapl_padam_lr1e-4", 0, 210.0, [250, 240, 230, 210])
+    (out / "scrapl_adamw_lr1e-4").rename(out / "a")  # sweep runs live at out/<name>, not out/<arm>/seed<k>
+    (out / "scrapl_padam_lr1e-4").rename(out / "b")
+    (out / "a" / "seed0").rename(out / "scrapl_adamw_lr1e-4")
+    (out / "b" / "seed0").rename(out / "scrapl_padam_lr1e-4")
+    summary = {"runs": [{"name": "scrapl_adamw_lr1e-4"}, {"name": "scrapl_padam_lr1e-4"}], "commit": "def",
+               "dirty": False, "command": "python experiments/twin_granular.py pilot", "versions": {}, "wall_s": 900.0,
+               "load_before": 0.1, "load_after": 2.0, "jobs": 2}
+    doc = twin_table.write_sweep(out, res, summary, name="twin_pilot")
+    assert sorted(p.name for p in res.iterdir()) == ["twin_pilot.json", "twin_pilot.md"]  # not the last run's name
+    assert doc["runs"]["scrapl_padam_lr1e-4"]["theta_l1_permille"] == 210.0
+    md = (res / "twin_pilot.md").read_text()
+    assert md.startswith("# Granular twin: 𝒫-Adam staleness pilot") and "| scrapl_adamw_lr1e-4 | 49 | 130.0 |" in md

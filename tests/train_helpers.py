@@ -10,17 +10,21 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from scraplab.cli.presets import with_cpu_preset
 from scraplab.locations import config_dir
 
 # Short synth lengths keep every synth fast on CPU while staying valid for its CQT (and JTFS) settings.
 SHORT = {"granular": ["synth.n_samples=8192"], "chirplet": ["synth.n_samples=8192", "synth.max_shift=256"],
-         "tr808": ["synth.n_samples=8192"]}
+         "tr808": ["experiment=cpu_tr808_synthetic", "synth.n_samples=8192"]}  # the bare tr808 preset needs make drums
 TINY = ["debug=tiny", "logger=csv", "eval_init=false", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false"]
 
 
 def compose_cfg(overrides: list[str], out_dir: Path | str, config_name: str = "train") -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` with overrides; ``paths.output_dir`` points at ``out_dir``."""
+    """Compose ``configs/<config_name>.yaml`` with overrides as its command would (train: the synth's CPU preset when
+    no experiment is named); ``paths.output_dir`` points at ``out_dir``."""
+    if config_name == "train":
+        overrides = with_cpu_preset(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides)

@@ -164,7 +164,8 @@ def to_container(cfg: DictConfig) -> dict:
 
 
 def compose_train(overrides: list[str], output_dir: str = ".") -> DictConfig:
-    """The training config for ``overrides`` outside a Hydra run (the warm-up CLI, benchmarks, probes).
+    """The training config for ``overrides`` outside a Hydra run (the warm-up CLI, benchmarks, probes): the config
+    ``python train.py OVERRIDES`` trains, the synth's CPU preset included when no experiment is named.
 
     ``paths.output_dir`` is set to ``output_dir`` (default ".": nothing is written there), which avoids resolving
     ``${hydra:...}`` without a Hydra run."""
@@ -172,10 +173,11 @@ def compose_train(overrides: list[str], output_dir: str = ".") -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
+    from scraplab.cli.presets import with_cpu_preset
     from scraplab.locations import config_dir
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name="train", overrides=with_cpu_preset(overrides))
     with open_dict(cfg):
         cfg.paths.output_dir = output_dir
     return cfg

@@ -1,4 +1,4 @@
-"""Config-group options outside a Hydra app: the CPU-preset check of the bare command, and ``GROUP=OPTION``
+"""Config-group options outside a Hydra app: the bare command's CPU preset (chosen and checked), and ``GROUP=OPTION``
 overrides of a stored run config (``eval.py overrides=["data=wav_folder","data.path=DIR"]``)."""
 from __future__ import annotations
 
@@ -10,22 +10,60 @@ from scraplab.cli.build import ConfigError
 from scraplab.locations import config_dir
 
 
-def check_cpu_preset(cfg: DictConfig, choices: Mapping[str, str | None], task_overrides: Sequence[str]) -> None:
-    """Refuse the bare CPU command of a synth without ``experiment/cpu_<synth>.yaml``.
+def _default_synth() -> str:
+    """The synth of ``configs/train.yaml``'s defaults list (what a command without ``synth=`` trains)."""
+    for entry in OmegaConf.load(config_dir() / "train.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig) and "synth" in entry:
+            return str(entry["synth"])
+    raise ConfigError("configs/train.yaml has no synth in its defaults list")
 
-    ``train.yaml`` selects ``cpu_${synth}`` optionally; when that file is missing the run silently falls back to the
-    GPU-sized ``trainer.max_steps`` (20,000 steps). That is only accepted when the user chose the length themselves.
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def with_cpu_preset(overrides: Sequence[str]) -> list[str]:
+    """The bare command's preset: ``overrides`` plus ``experiment=cpu_<synth>`` when they choose no experiment and
+    ``configs/experiment/cpu_<synth>.yaml`` exists, so that ``python train.py synth=tr808`` trains that synth's CPU
+    recipe. Added here rather than by an interpolated default (``cpu_${synth}``) because Hydra forbids a preset
+    chosen by interpolation to switch config groups (loss, optimiser, data), and a recipe needs to.
+
+    A sweep over synths (``-m synth=a,b``) gets no preset: each job's synth differs, so the user names the
+    experiment (:func:`check_cpu_preset` says so).
     """
-    choice = choices.get("experiment")
-    if not choice or not str(choice).startswith("cpu_") or (config_dir() / "experiment" / f"{choice}.yaml").is_file():
+    overrides = list(overrides)
+    keyed = [o for o in overrides if not o.startswith("-") and ("=" in o or o.startswith("~"))]  # ~KEY: a deletion
+    if any(_key(o) == "experiment" for o in keyed):
+        return overrides
+    synth = next((o.split("=", 1)[1] for o in reversed(keyed) if _key(o) == "synth" and "=" in o), None) \
+        or _default_synth()
+    if not synth.replace("_", "").isalnum():  # a sweep (a,b / choice(...) / glob) or an interpolation
+        return overrides
+    if (config_dir() / "experiment" / f"cpu_{synth}.yaml").is_file():
+        overrides.append(f"experiment=cpu_{synth}")
+    return overrides
+
+
+def check_cpu_preset(cfg: DictConfig, choices: Mapping[str, str | None], task_overrides: Sequence[str]) -> None:
+    """Refuse a CPU run with no experiment preset unless the user chose its length.
+
+    Without a preset the run falls back to the GPU-sized ``trainer.max_steps`` of ``train.yaml`` (20,000 steps). That
+    happens for a synth without ``experiment/cpu_<synth>.yaml`` and for a sweep over synths (see
+    :func:`with_cpu_preset`); it is accepted only with ``trainer.max_steps`` or ``fast_dev_run`` given.
+    """
+    if choices.get("experiment") or str(cfg.trainer.get("accelerator")) != "cpu":
         return
-    if any(o.lstrip("+~").split("=", 1)[0] in ("trainer.max_steps", "trainer.fast_dev_run", "experiment")
-           for o in task_overrides):
+    if any(_key(o) in ("trainer.max_steps", "trainer.fast_dev_run") for o in task_overrides):
         return
-    if str(cfg.trainer.get("accelerator")) != "cpu":
-        return
+    synth = choices.get("synth")
+    preset = config_dir() / "experiment" / f"cpu_{synth}.yaml"
+    if preset.is_file():
+        raise ConfigError(
+            f"no experiment preset chosen (a sweep over synths gets none), so this run would take "
+            f"trainer.max_steps={cfg.trainer.get('max_steps')} steps on the CPU: add experiment=cpu_{synth} "
+            "(or another preset), or set trainer.max_steps=N")
     raise ConfigError(
-        f"synth={choices.get('synth')} has no CPU preset (configs/experiment/{choice}.yaml), so this run would "
+        f"synth={synth} has no CPU preset (configs/experiment/cpu_{synth}.yaml), so this run would "
         f"take trainer.max_steps={cfg.trainer.get('max_steps')} steps on the CPU. Add that preset (e.g. a copy of "
         "configs/experiment/cpu_granular.yaml), pick one with experiment=NAME, or set trainer.max_steps=N")
 

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from scraplab.cli.build import ConfigError, build_all, check_config, resolved_grad_mult, to_container
 from scraplab.cli import run_folder
 from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
-from scraplab.cli.presets import check_cpu_preset
+from scraplab.cli.presets import check_cpu_preset, with_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
 from scraplab.metrics.cost import StepCostCallback
 from scraplab.locations import config_dir
@@ -260,8 +260,15 @@ def _summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def main() -> float | None:
+    """``python train.py OVERRIDES``: the Hydra app, with the synth's CPU preset when no experiment is named
+    (:func:`scraplab.cli.presets.with_cpu_preset`; Hydra reads the command line from ``sys.argv``)."""
+    sys.argv[1:] = with_cpu_preset(sys.argv[1:])
+    return _app()
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _app(cfg: DictConfig) -> float | None:
     try:
         hydra_cfg = HydraConfig.get()
         check_cpu_preset(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
