@@ -13,7 +13,11 @@ reports, per synth parameter u:
   unbiased form (uniform: w = 1).
 
     python experiments/direction_agreement.py --synth granular --probs experiments/results/direct_granular.json
-    python experiments/direction_agreement.py --synth granular --preset twin_granular --targets 16   # the twin
+    python experiments/direction_agreement.py --synth granular --preset twin_granular --targets 16 --twin-pi
+                                                      # the twin, with the π its θ-IS arm trains with (seed 0)
+
+``per_path`` (every run) lists each path's ``toward`` fraction and mean |g_u| over the targets, and with a π its
+probability: which paths carry a parameter, and whether the step sizes or the draw frequencies favour them.
 """
 from __future__ import annotations
 
@@ -44,7 +48,24 @@ def twin_synth(preset: str):
     return GranularSynth(**cfg["synth"])
 
 
-def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int, preset: str | None = None) -> dict:
+def twin_pi(preset: str, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """The θ-IS π that ``python train.py experiment=<preset> sampler=theta_is seed=<seed>`` trains with (loaded from
+    data/theta_is when stored with the same settings, else computed there), and its stored name."""
+    import lightning as L
+
+    from scraplab.cli.build import build_all, compose_train
+    from scraplab.cli.train import theta_is_problem
+    from scraplab.sampling.importance import load_or_compute
+    cfg = compose_train([f"experiment={preset}", "loss=scrapl", "sampler=theta_is", f"seed={seed}",
+                         f"sampler.seed={seed}"])
+    L.seed_everything(int(cfg.seed), workers=True)  # the untrained encoder of that run
+    problem = theta_is_problem(build_all(cfg), cfg)
+    name = problem.pop("name")
+    return load_or_compute(name, problem.pop("settings"), **problem).double(), name
+
+
+def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int, preset: str | None = None,
+            pi: torch.Tensor | None = None) -> dict:
     from scraplab.losses import JTFSLoss, SCRAPLLoss
     from scraplab.losses.spectral import MSSLoss, RandomMSSLoss
     from scraplab.matching.optimize import initial_theta, render_seeds
@@ -93,6 +114,8 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
         raw = json.loads(Path(probs_file).read_text())  # a raw scrapl_thetais file or the aggregated table
         probs = raw["probs"] if "probs" in raw else raw["arms"]["scrapl_thetais"]["probs"]
         pis["theta_is"] = torch.tensor(probs, dtype=torch.float64)
+    if pi is not None:
+        pis["theta_is"] = pi
     for name, w in pis.items():
         out["arms"][f"scrapl_{name}"] = {"toward": direction_stats(g_paths, w), "cos_full": cos_full(g_paths, w),
                                          "rel_var": rel_var(g_paths, w, unbiased=False),
@@ -105,6 +128,23 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
     out["arms"]["scrapl_uniform"]["toward_magnitude_weighted"] = {
         n: float((ok_all[..., u] * mag[..., u]).sum() / mag[..., u].sum().clamp_min(1e-300))
         for u, n in enumerate(synth.param_names)}
+    # Per path: the fraction of targets it steps toward, its mean |g_u| and π_p (which paths carry a parameter; do
+    # the step sizes, or θ-IS's draw frequencies, favour them?). Spearman ρ of |g_u| and of π with toward_u.
+    frac_p = ok_all.mean(1)  # (P, U)
+    mag_p = mag.mean(1)  # (P, U)
+    out["per_path"] = {"toward": frac_p.tolist(), "mean_abs_grad": mag_p.tolist()}
+    if "theta_is" in pis:
+        out["per_path"]["pi"] = pis["theta_is"].tolist()
+
+    def spearman(a, b):
+        ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+        return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+    out["per_path_summary"] = {n: {"spearman_magnitude_toward": spearman(mag_p[:, u], frac_p[:, u]),
+                                   **({"spearman_pi_toward": spearman(pis["theta_is"], frac_p[:, u]),
+                                       "spearman_pi_magnitude": spearman(pis["theta_is"], mag_p[:, u])}
+                                      if "theta_is" in pis else {})}
+                               for u, n in enumerate(synth.param_names)}
     out["arms"]["scrapl_path_mean"] = {"toward": direction_stats(g_scrapl_mean[None])}
     out["arms"]["jtfs"] = {"toward": direction_stats(g_full[None])}
     for name, loss in (("mss_linear", MSSLoss()), ("mss_loglin", MSSLoss(w_log_mag=1.0))):
@@ -124,6 +164,8 @@ def main(argv=None) -> None:
     p.add_argument("--synth", choices=("granular", "chirplet"), required=True)
     p.add_argument("--targets", type=int, default=8)
     p.add_argument("--probs", default=None, help="direct_<synth>.json (or a raw scrapl_thetais file): the θ-IS π")
+    p.add_argument("--twin-pi", action="store_true", help="with --preset: add the θ-IS π that preset's θ-IS arm "
+                   "trains with (seed 0; the project's warm-up, stored in data/theta_is)")
     p.add_argument("--random-draws", type=int, default=16)
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--preset", default=None, help="a CPU-twin preset whose synth to use, e.g. twin_granular "
@@ -133,10 +175,16 @@ def main(argv=None) -> None:
         p.error("--preset is for --synth granular")
     torch.set_num_threads(1)
     prov = provenance(sys.argv)
-    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset)
+    if a.twin_pi and not a.preset:
+        p.error("--twin-pi needs --preset")
+    pi, pi_name = twin_pi(a.preset) if a.twin_pi else (None, None)
+    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset, pi)
+    if pi_name:
+        res["pi_source"] = f"data/theta_is/{pi_name}.pt (python train.py experiment={a.preset} sampler=theta_is seed=0)"
     res["provenance"] = prov
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / f"direction_{a.preset or a.synth}.json").write_text(json.dumps(res, indent=1))
+    print(a.synth, "per-path Spearman", json.dumps(res["per_path_summary"]))
     for arm, v in res["arms"].items():
         print(a.synth, arm, json.dumps({k: (round(x, 3) if isinstance(x, float) else
                                             {n: round(y, 3) for n, y in x.items()}) for k, x in v.items()}))
