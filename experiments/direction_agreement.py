@@ -38,14 +38,18 @@ def _grad(fn, theta):
     return g.double()  # (T, U)
 
 
-def twin_synth(preset: str):
-    """The synth of a CPU-twin preset (``configs/experiment/<preset>.yaml``), with its per-instance JTFS settings."""
+def twin_synth(preset: str, jtfs: dict | None = None):
+    """The synth of a CPU-twin preset (``configs/experiment/<preset>.yaml``), with its per-instance JTFS settings
+    (``jtfs`` replaces some of them: which settings make single paths informative, before a twin is run)."""
     import yaml
 
     from scraplab.locations import config_dir
     from scraplab.synths import GranularSynth
     cfg = yaml.safe_load((config_dir() / "experiment" / f"{preset}.yaml").read_text())
-    return GranularSynth(**cfg["synth"])
+    synth_cfg = dict(cfg["synth"])
+    if jtfs:
+        synth_cfg["jtfs"] = {**synth_cfg.get("jtfs", {}), **jtfs}
+    return GranularSynth(**synth_cfg)
 
 
 def twin_pi(preset: str, seed: int = 0) -> tuple[torch.Tensor, str]:
@@ -65,11 +69,11 @@ def twin_pi(preset: str, seed: int = 0) -> tuple[torch.Tensor, str]:
 
 
 def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int, preset: str | None = None,
-            pi: torch.Tensor | None = None) -> dict:
+            pi: torch.Tensor | None = None, jtfs: dict | None = None) -> dict:
     from scraplab.losses import JTFSLoss, SCRAPLLoss
     from scraplab.losses.spectral import MSSLoss, RandomMSSLoss
     from scraplab.matching.optimize import initial_theta, render_seeds
-    synth = twin_synth(preset) if preset else build_synth(synth_name)
+    synth = twin_synth(preset, jtfs) if preset else build_synth(synth_name)
     theta_star, seeds = test_targets(synth, 32)
     theta_star, seeds = theta_star[:n_targets].float(), seeds[:n_targets]
     with torch.no_grad():
@@ -89,7 +93,7 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
     g_full = _grad(lambda th: sum(jt(synth(th[i:i + 4], rs[i:i + 4]), x[i:i + 4], reduction="none").sum()
                                   for i in range(0, n_targets, 4)), theta0)  # chunks of 4: JTFS memory
     g_scrapl_mean = g_paths.mean(0)
-    out = {"synth": synth_name, "preset": preset, "n_paths": P, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
+    out = {"synth": synth_name, "preset": preset, "jtfs": synth.jtfs_defaults, "n_paths": P, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
 
     def direction_stats(g, w=None):  # g (K, T, U) gradients, w (K,) weights summing to 1
         w = torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64) if w is None else w
@@ -164,6 +168,9 @@ def main(argv=None) -> None:
     p.add_argument("--synth", choices=("granular", "chirplet"), required=True)
     p.add_argument("--targets", type=int, default=8)
     p.add_argument("--probs", default=None, help="direct_<synth>.json (or a raw scrapl_thetais file): the θ-IS π")
+    p.add_argument("--jtfs", default=None, help="with --preset: JSON replacing some of its JTFS settings, e.g. "
+                   "'{\"Q\": [8, 2], \"J_fr\": 3, \"Q_fr\": 2}'")
+    p.add_argument("--tag", default="", help="appended to the output name: direction_<preset>_<tag>.json")
     p.add_argument("--twin-pi", action="store_true", help="with --preset: add the θ-IS π that preset's θ-IS arm "
                    "trains with (seed 0; the project's warm-up, stored in data/theta_is)")
     p.add_argument("--random-draws", type=int, default=16)
@@ -175,15 +182,19 @@ def main(argv=None) -> None:
         p.error("--preset is for --synth granular")
     torch.set_num_threads(1)
     prov = provenance(sys.argv)
-    if a.twin_pi and not a.preset:
-        p.error("--twin-pi needs --preset")
+    if (a.twin_pi or a.jtfs) and not a.preset:
+        p.error("--twin-pi and --jtfs need --preset")
+    if a.twin_pi and a.jtfs:
+        p.error("--twin-pi is the preset's own π: not with --jtfs")
+    jtfs = json.loads(a.jtfs) if a.jtfs else None
     pi, pi_name = twin_pi(a.preset) if a.twin_pi else (None, None)
-    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset, pi)
+    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset, pi, jtfs)
     if pi_name:
         res["pi_source"] = f"data/theta_is/{pi_name}.pt (python train.py experiment={a.preset} sampler=theta_is seed=0)"
     res["provenance"] = prov
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / f"direction_{a.preset or a.synth}.json").write_text(json.dumps(res, indent=1))
+    name = f"direction_{a.preset or a.synth}" + (f"_{a.tag}" if a.tag else "")
+    (Path(a.out) / f"{name}.json").write_text(json.dumps(res, indent=1))
     print(a.synth, "per-path Spearman", json.dumps(res["per_path_summary"]))
     for arm, v in res["arms"].items():
         print(a.synth, arm, json.dumps({k: (round(x, 3) if isinstance(x, float) else
