@@ -40,7 +40,8 @@ timeout 180 $PY experiments/benchmark_losses.py --quick --device cuda --json "$O
     2>&1 | tail -20 || status=1
 for synth in granular chirplet tr808; do
     for det in false true; do
-        timeout 120 $PY train.py synth=$synth loss=scrapl optim=p_saga sampler=uniform trainer=gpu trainer.max_steps=30 \
+        # ~experiment: no CPU preset (it would set trainer.accelerator=cpu, and cpu_tr808 needs make drums' kits)
+        timeout 120 $PY train.py synth=$synth '~experiment' loss=scrapl optim=p_saga sampler=uniform trainer=gpu trainer.max_steps=30 \
             trainer.deterministic=$det trainer.val_check_interval=null trainer.limit_val_batches=0 eval_init=false \
             module.test_audio=null callbacks.step_cost.every_n_steps=1 data.batch_size=8 \
             hydra.run.dir="$OUT/train_step/${synth}_det_${det}" > "$OUT/train_step_${synth}_det_${det}.log" 2>&1 \
