@@ -86,19 +86,20 @@ def test_the_synthetic_arm_is_tested_on_the_real_kits_with_the_presets_test_sett
     assert tr808_real.build_table(tmp_path)["arms"]["synthetic"]["jtfs_distance"]["mean"] == 3.0
 
 
-def test_the_default_arm_is_the_bare_command_and_is_checked_against_the_chosen_arm(tmp_path):
-    folder, overrides = tr808_real.plan_entry("default", 0, tmp_path)
-    assert overrides == ["synth=tr808", "eval_init=false", "seed=0"]
+def test_the_default_entry_is_the_chosen_arms_runs(tmp_path):
     feats = dict(mss_lin=1.0, loudness_transient=1.0, loudness_decay=1.0, logmel_l1=1.0)
     for s in range(2):
         _run(tmp_path, "scrapl", s, 2.0, 0.5, **{k: 2.0 for k in feats})
-        _run(tmp_path, "mss_revisited", s, 1.0, 0.3, **feats)
-        _run(tmp_path, "default", s, 0.5 if s else 1.0, 0.3, **feats)  # best everywhere, but not a candidate
+        _run(tmp_path, "mss_log_lin", s, 1.0 + s, 0.3, **feats)
     doc = tr808_real.build_table(tmp_path)
-    assert doc["default_recipe"] == "mss_revisited" and "default" not in doc["mean_rank"]
-    assert doc["default_vs_recipe"] == {"seeds": [0, 1], "max_abs_diff": pytest.approx(0.5)}
+    assert doc["default_recipe"] == "mss_loglin" and "default" not in doc["mean_rank"]
+    default = doc["arms"]["default"]
+    assert default["same_runs_as"] == "mss_loglin" and default["jtfs_distance"] == doc["arms"]["mss_loglin"]["jtfs_distance"]
+    assert "python train.py synth=tr808" in default["label"] and "MSS Log + Linear" in default["label"]
     doc["provenance"] = {"command": "python experiments/tr808_real.py table"}
-    assert "largest difference over the ranked metrics 0.5" in tr808_real.to_markdown(doc)
+    md = tr808_real.to_markdown(doc)
+    assert "**mss_loglin**, what `python train.py synth=tr808` trains" in md
+    assert md.count("| default: `python train.py synth=tr808`") == 1  # a row in the table, not in the paired one
 
 
 def test_the_bare_tr808_command_trains_the_committed_tables_choice(tmp_path):
@@ -107,5 +108,5 @@ def test_the_bare_tr808_command_trains_the_committed_tables_choice(tmp_path):
     doc = json.loads((EXP / "results" / "tr808_real.json").read_text())
     arm = {tr808_real.RESULT_ARM.get(a, a): a for a in tr808_real.ARMS}[doc["default_recipe"]]
     _, chosen = tr808_real.plan_entry(arm, 0, tmp_path)[:2]
-    _, bare = tr808_real.plan_entry("default", 0, tmp_path)[:2]
+    bare = [*tr808_real.BARE, "eval_init=false", "seed=0"]  # the arms' own test and seed settings
     assert compose_cfg(bare, tmp_path) == compose_cfg(chosen, tmp_path)
