@@ -126,10 +126,23 @@ def default_recipe(arms: dict) -> tuple[Optional[str], dict]:
     return best, {a: r / len(RANKED) for a, r in rank_sum.items()}
 
 
+def _paired(ref: dict[int, dict], other: dict[int, dict], arm: str) -> dict:
+    """Paired tests (over the seeds both have) of ref − other, per metric with ≥ 2 pairs."""
+    from scraplab.metrics.stats import paired_test
+    out = {}
+    for name, key in METRICS.items():
+        pairs = [(_value(other[s], key), _value(ref[s], key)) for s in sorted(set(ref) & set(other))]
+        pairs = [p for p in pairs if None not in p]
+        if len(pairs) >= 2:
+            out[name] = paired_test([p[0] for p in pairs], [p[1] for p in pairs], f"{arm} {name}")
+    return out
+
+
 def build_table(out: Path) -> dict:
     """The result file's content: ``{"arms": {ARM: {METRIC: {"mean", "ci95", "n"}, "n_seeds", "label", "seeds",
-    "paired_scrapl_minus_arm"}}, "default_recipe": ARM, "mean_rank": {...}, "commit": ...}`` (issue 16's shape)."""
-    from scraplab.metrics.stats import mean_ci95, paired_test
+    "paired_scrapl_minus_arm", "paired_recipe_minus_arm"}}, "default_recipe": ARM, "mean_rank": {...},
+    "commit": ...}`` (issue 16's shape; the second paired block is against the chosen recipe, when it is not SCRAPL)."""
+    from scraplab.metrics.stats import mean_ci95
     runs, folders = _collect(out)
     if not runs:
         raise RunPlanError(f"no finished runs under {out} (python experiments/tr808_real.py run)")
@@ -143,16 +156,14 @@ def build_table(out: Path) -> dict:
                 mean, ci = mean_ci95(vals, f"{arm} {key}")
                 entry[name] = {"mean": mean, "ci95": ci, "n": len(vals)}
         if "scrapl" in runs and arm != "scrapl":
-            common = sorted(set(runs["scrapl"]) & set(by_seed))
-            entry["paired_scrapl_minus_arm"] = {}
-            for name, key in METRICS.items():
-                pairs = [(_value(by_seed[s], key), _value(runs["scrapl"][s], key)) for s in common]
-                pairs = [p for p in pairs if None not in p]
-                if len(pairs) >= 2:
-                    entry["paired_scrapl_minus_arm"][name] = paired_test([p[0] for p in pairs],
-                                                                         [p[1] for p in pairs], f"{arm} {name}")
+            entry["paired_scrapl_minus_arm"] = _paired(runs["scrapl"], by_seed, arm)
         table[RESULT_ARM.get(arm, arm)] = entry
     best, ranks = default_recipe(table)
+    source = {RESULT_ARM.get(a, a): a for a in runs}.get(best)
+    if source not in (None, "scrapl"):  # the chosen recipe against every other arm, too
+        for arm, by_seed in runs.items():
+            if arm != source:
+                table[RESULT_ARM.get(arm, arm)]["paired_recipe_minus_arm"] = _paired(runs[source], by_seed, arm)
     if best is not None:  # the bare command trains the chosen arm's config: its matches are that arm's runs
         label = f"default: `python train.py {' '.join(BARE)}` (= {table[best]['label']})"
         table["default"] = {**table[best], "label": label, "same_runs_as": best}
@@ -188,6 +199,14 @@ def to_markdown(doc: dict) -> str:
         if pt and not e.get("same_runs_as"):
             lines.append(f"| {e['label']} | " + " | ".join(
                 _paired_cell(pt.get(c)) for c in paired) + " |")
+    rec = doc.get("default_recipe")
+    if rec and any(e.get("paired_recipe_minus_arm") for e in doc["arms"].values()):
+        lines += ["", f"{doc['arms'][rec]['label']} − arm, paired by seed:", "",
+                  "| arm | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
+        for e in doc["arms"].values():
+            pt = e.get("paired_recipe_minus_arm") or {}
+            if pt and not e.get("same_runs_as"):
+                lines.append(f"| {e['label']} | " + " | ".join(_paired_cell(pt.get(c)) for c in paired) + " |")
     if doc.get("default_recipe"):
         lines += ["", f"Default recipe (best mean rank over {', '.join(doc['ranked_by'])}; ties to the lower JTFS "
                       f"distance): **{doc['default_recipe']}**, what `python train.py {' '.join(BARE)}` trains "

@@ -96,10 +96,14 @@ def test_the_default_entry_is_the_chosen_arms_runs(tmp_path):
     default = doc["arms"]["default"]
     assert default["same_runs_as"] == "mss_loglin" and default["jtfs_distance"] == doc["arms"]["mss_loglin"]["jtfs_distance"]
     assert "python train.py synth=tr808" in default["label"] and "MSS Log + Linear" in default["label"]
+    # the chosen recipe against the other arms (recipe − arm), beside SCRAPL − arm
+    assert doc["arms"]["scrapl"]["paired_recipe_minus_arm"]["jtfs_distance"]["delta_mean"] == pytest.approx(-0.5)
+    assert "paired_recipe_minus_arm" not in doc["arms"]["mss_loglin"]
     doc["provenance"] = {"command": "python experiments/tr808_real.py table"}
     md = tr808_real.to_markdown(doc)
     assert "**mss_loglin**, what `python train.py synth=tr808` trains" in md
-    assert md.count("| default: `python train.py synth=tr808`") == 1  # a row in the table, not in the paired one
+    assert md.count("| default: `python train.py synth=tr808`") == 1  # a row in the table, not in the paired ones
+    assert "MSS Log + Linear − arm, paired by seed" in md and "| SCRAPL (log1p, 𝒫-Adam + 𝒫-SAGA) | -0.5 (p = " in md
 
 
 def test_the_bare_tr808_command_trains_the_committed_tables_choice(tmp_path):
