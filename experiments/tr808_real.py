@@ -177,6 +177,19 @@ def _paired_cell(test: Optional[dict]) -> str:
     return f"{test['delta_mean']:+.3g} (p = {p:.2g})" if p is not None else f"{test['delta_mean']:+.3g}"
 
 
+PAIRED_COLS = ["jtfs_distance", "mss_loglin", "logmel_l1", "transient_err", "decay_err"]
+
+
+def _paired_block(doc: dict, key: str, title: str) -> list[str]:
+    """A Markdown table of the arms' paired tests under ``key`` (the default entry repeats its arm: left out)."""
+    lines = ["", title, "", "| arm | " + " | ".join(PAIRED_COLS) + " |", "|---|" + "---|" * len(PAIRED_COLS)]
+    for e in doc["arms"].values():
+        pt = e.get(key) or {}
+        if pt and not e.get("same_runs_as"):
+            lines.append(f"| {e['label']} | " + " | ".join(_paired_cell(pt.get(c)) for c in PAIRED_COLS) + " |")
+    return lines
+
+
 def to_markdown(doc: dict) -> str:
     cols = ["jtfs_distance", "mss_loglin", "mss_linear", "logmel_l1", "transient_err", "decay_err",
             "theta_spread_ratio"]
@@ -191,22 +204,11 @@ def to_markdown(doc: dict) -> str:
         rank = doc.get("mean_rank", {}).get(arm)
         lines.append(f"| {e['label']} | {e['n_seeds']} | " + " | ".join(cells) + " | "
                      + (f"{rank:.2f}" if rank is not None else "–") + " |")
-    paired = ["jtfs_distance", "mss_loglin", "logmel_l1", "transient_err", "decay_err"]
-    lines += ["", "SCRAPL − arm, paired by seed (mean Δ, two-sided p; negative: SCRAPL lower):", "",
-              "| arm | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
-    for e in doc["arms"].values():
-        pt = e.get("paired_scrapl_minus_arm") or {}
-        if pt and not e.get("same_runs_as"):
-            lines.append(f"| {e['label']} | " + " | ".join(
-                _paired_cell(pt.get(c)) for c in paired) + " |")
+    lines += _paired_block(doc, "paired_scrapl_minus_arm",
+                           "SCRAPL − arm, paired by seed (mean Δ, two-sided p; negative: SCRAPL lower):")
     rec = doc.get("default_recipe")
     if rec and any(e.get("paired_recipe_minus_arm") for e in doc["arms"].values()):
-        lines += ["", f"{doc['arms'][rec]['label']} − arm, paired by seed:", "",
-                  "| arm | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
-        for e in doc["arms"].values():
-            pt = e.get("paired_recipe_minus_arm") or {}
-            if pt and not e.get("same_runs_as"):
-                lines.append(f"| {e['label']} | " + " | ".join(_paired_cell(pt.get(c)) for c in paired) + " |")
+        lines += _paired_block(doc, "paired_recipe_minus_arm", f"{doc['arms'][rec]['label']} − arm, paired by seed:")
     if doc.get("default_recipe"):
         lines += ["", f"Default recipe (best mean rank over {', '.join(doc['ranked_by'])}; ties to the lower JTFS "
                       f"distance): **{doc['default_recipe']}**, what `python train.py {' '.join(BARE)}` trains "

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from scraplab.cli.presets import with_cpu_preset
+from scraplab.cli.build import compose_train
 from scraplab.locations import config_dir
 
 # Short synth lengths keep every synth fast on CPU while staying valid for its CQT (and JTFS) settings.
@@ -21,10 +21,11 @@ TINY = ["debug=tiny", "logger=csv", "eval_init=false", "trainer.enable_progress_
 
 
 def compose_cfg(overrides: list[str], out_dir: Path | str, config_name: str = "train") -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` with overrides as its command would (train: the synth's CPU preset when
-    no experiment is named); ``paths.output_dir`` points at ``out_dir``."""
+    """Compose ``configs/<config_name>.yaml`` with overrides as its command would (train: the app's own
+    :func:`scraplab.cli.build.compose_train`, the synth's CPU preset included); ``paths.output_dir`` points at
+    ``out_dir``."""
     if config_name == "train":
-        overrides = with_cpu_preset(overrides)
+        return compose_train(list(overrides), str(out_dir))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides)

@@ -18,6 +18,10 @@ def _default_synth() -> str:
     raise ConfigError("configs/train.yaml has no synth in its defaults list")
 
 
+def _cpu_preset(synth: str):
+    return config_dir() / "experiment" / f"cpu_{synth}.yaml"
+
+
 def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
@@ -39,7 +43,7 @@ def with_cpu_preset(overrides: Sequence[str]) -> list[str]:
         or _default_synth()
     if not synth.replace("_", "").isalnum():  # a sweep (a,b / choice(...) / glob) or an interpolation
         return overrides
-    if (config_dir() / "experiment" / f"cpu_{synth}.yaml").is_file():
+    if _cpu_preset(synth).is_file():
         overrides.append(f"experiment=cpu_{synth}")
     return overrides
 
@@ -56,8 +60,7 @@ def check_cpu_preset(cfg: DictConfig, choices: Mapping[str, str | None], task_ov
     if any(_key(o) in ("trainer.max_steps", "trainer.fast_dev_run") for o in task_overrides):
         return
     synth = choices.get("synth")
-    preset = config_dir() / "experiment" / f"cpu_{synth}.yaml"
-    if preset.is_file():
+    if _cpu_preset(synth).is_file():
         raise ConfigError(
             f"no experiment preset chosen (a sweep over synths gets none), so this run would take "
             f"trainer.max_steps={cfg.trainer.get('max_steps')} steps on the CPU: add experiment=cpu_{synth} "
