@@ -38,15 +38,16 @@ def _grad(fn, theta):
     return g.double()  # (T, U)
 
 
-def twin_synth(preset: str, jtfs: dict | None = None):
+def twin_synth(preset: str, jtfs: dict | None = None, synth_kw: dict | None = None):
     """The synth of a CPU-twin preset (``configs/experiment/<preset>.yaml``), with its per-instance JTFS settings
-    (``jtfs`` replaces some of them: which settings make single paths informative, before a twin is run)."""
+    (``jtfs`` replaces some of them, ``synth_kw`` some synth arguments such as the signal or grain length: which
+    settings make single paths informative, before a twin is run)."""
     import yaml
 
     from scraplab.locations import config_dir
     from scraplab.synths import GranularSynth
     cfg = yaml.safe_load((config_dir() / "experiment" / f"{preset}.yaml").read_text())
-    synth_cfg = dict(cfg["synth"])
+    synth_cfg = {**cfg["synth"], **(synth_kw or {})}
     if jtfs:
         synth_cfg["jtfs"] = {**synth_cfg.get("jtfs", {}), **jtfs}
     return GranularSynth(**synth_cfg)
@@ -69,11 +70,11 @@ def twin_pi(preset: str, seed: int = 0) -> tuple[torch.Tensor, str]:
 
 
 def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: int, preset: str | None = None,
-            pi: torch.Tensor | None = None, jtfs: dict | None = None) -> dict:
+            pi: torch.Tensor | None = None, jtfs: dict | None = None, synth_kw: dict | None = None) -> dict:
     from scraplab.losses import JTFSLoss, SCRAPLLoss
     from scraplab.losses.spectral import MSSLoss, RandomMSSLoss
     from scraplab.matching.optimize import initial_theta, render_seeds
-    synth = twin_synth(preset, jtfs) if preset else build_synth(synth_name)
+    synth = twin_synth(preset, jtfs, synth_kw) if preset else build_synth(synth_name)
     theta_star, seeds = test_targets(synth, 32)
     theta_star, seeds = theta_star[:n_targets].float(), seeds[:n_targets]
     with torch.no_grad():
@@ -93,7 +94,7 @@ def measure(synth_name: str, n_targets: int, probs_file: str | None, n_random: i
     g_full = _grad(lambda th: sum(jt(synth(th[i:i + 4], rs[i:i + 4]), x[i:i + 4], reduction="none").sum()
                                   for i in range(0, n_targets, 4)), theta0)  # chunks of 4: JTFS memory
     g_scrapl_mean = g_paths.mean(0)
-    out = {"synth": synth_name, "preset": preset, "jtfs": synth.jtfs_defaults, "n_paths": P, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
+    out = {"synth": synth_name, "preset": preset, "synth_kw": synth_kw or {}, "jtfs": synth.jtfs_defaults, "n_paths": P, "n_targets": n_targets, "param_names": synth.param_names, "arms": {}}
 
     def direction_stats(g, w=None):  # g (K, T, U) gradients, w (K,) weights summing to 1
         w = torch.full((g.shape[0],), 1.0 / g.shape[0], dtype=torch.float64) if w is None else w
@@ -170,6 +171,8 @@ def main(argv=None) -> None:
     p.add_argument("--probs", default=None, help="direct_<synth>.json (or a raw scrapl_thetais file): the θ-IS π")
     p.add_argument("--jtfs", default=None, help="with --preset: JSON replacing some of its JTFS settings, e.g. "
                    "'{\"Q\": [8, 2], \"J_fr\": 3, \"Q_fr\": 2}'")
+    p.add_argument("--synth-kw", default=None, help="with --preset: JSON replacing some synth arguments, e.g. "
+                   "'{\"grain_n_samples\": 4096}'")
     p.add_argument("--tag", default="", help="appended to the output name: direction_<preset>_<tag>.json")
     p.add_argument("--twin-pi", action="store_true", help="with --preset: add the θ-IS π that preset's θ-IS arm "
                    "trains with (seed 0; the project's warm-up, stored in data/theta_is)")
@@ -182,13 +185,14 @@ def main(argv=None) -> None:
         p.error("--preset is for --synth granular")
     torch.set_num_threads(1)
     prov = provenance(sys.argv)
-    if (a.twin_pi or a.jtfs) and not a.preset:
-        p.error("--twin-pi and --jtfs need --preset")
-    if a.twin_pi and a.jtfs:
-        p.error("--twin-pi is the preset's own π: not with --jtfs")
+    if (a.twin_pi or a.jtfs or a.synth_kw) and not a.preset:
+        p.error("--twin-pi, --jtfs and --synth-kw need --preset")
+    if a.twin_pi and (a.jtfs or a.synth_kw):
+        p.error("--twin-pi is the preset's own π: not with --jtfs or --synth-kw")
     jtfs = json.loads(a.jtfs) if a.jtfs else None
+    synth_kw = json.loads(a.synth_kw) if a.synth_kw else None
     pi, pi_name = twin_pi(a.preset) if a.twin_pi else (None, None)
-    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset, pi, jtfs)
+    res = measure(a.synth, a.targets, a.probs, a.random_draws, a.preset, pi, jtfs, synth_kw)
     if pi_name:
         res["pi_source"] = f"data/theta_is/{pi_name}.pt (python train.py experiment={a.preset} sampler=theta_is seed=0)"
     res["provenance"] = prov
