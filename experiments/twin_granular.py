@@ -6,6 +6,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py table          # experiments/results/twin_granular.{json,md,png}
     python experiments/twin_granular.py diagnose       # why 𝒫-Adam loses the slope: shared second moment arms
     python experiments/twin_granular.py pilot          # 𝒫-Adam's staleness: AdamW and 𝒫-Adam at a lower constant lr
+    python experiments/twin_granular.py grains         # 64 grains per example: do the 𝒫-arms learn the slope?
     bash experiments/run_twin_granular.sh              # run + table: the one command
 
 Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
@@ -91,6 +92,14 @@ PILOT: dict[str, list[str]] = {
     "scrapl_padam_lr1e-4": ARMS["scrapl_padam"] + ["optim.lr=1e-4", "scheduler=null"],
 }
 
+# Grain-count pilot: single-path directions (direction_agreement.py --synth-kw) step the slope toward the target
+# 54.8 % of the time with the preset's 16 grains per 1 s example, 61.0 % with 32 and 63.5 % with 64 (the paper's
+# grain count per example; its 4 s problem: 61.3 %), since more grains average out more of each render's randomness.
+# Do the 𝒫-arms then learn the slope? Seed 0, the table's preset and schedule, 64 grains of 0.25 s.
+GRAINS: dict[str, list[str]] = {
+    name: ARMS[name] + ["synth.n_grains=64"] for name in ("scrapl_adamw", "scrapl_psaga", "scrapl_thetais", "mss_random")
+}
+
 
 TwinError = RunPlanError  # the name the table script and older notes use
 
@@ -105,7 +114,7 @@ def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["sweep", "long", "run", "table", "diagnose", "pilot"])
+    ap.add_argument("what", choices=["sweep", "long", "run", "table", "diagnose", "pilot", "grains"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 BLAS thread each)")
@@ -127,17 +136,18 @@ def main(argv: Optional[list[str]] = None) -> None:
         from twin_table import write_diagnosis
         write_diagnosis(out, RESULTS, summary)
         return
-    if args.what in ("sweep", "long", "pilot"):
+    if args.what in ("sweep", "long", "pilot", "grains"):
         out = args.out or ROOT / "outputs" / f"twin_{args.what}"
         budget = SWEEP_BUDGET if args.what == "sweep" else []
-        pinned = [] if args.what == "pilot" else PINNED  # the pilot runs the table's preset, only lr and schedule changed
-        runs = {"sweep": SWEEP, "long": LONG, "pilot": PILOT}[args.what]
+        # the pilots run the table's preset with only their own changes
+        pinned = [] if args.what in ("pilot", "grains") else PINNED
+        runs = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS}[args.what]
         plan = {n: (out / n, o + pinned + budget) for n, o in runs.items()}
     else:
         out = args.out or ROOT / "outputs" / "twin_granular"
         plan = table_plan(args.seeds, args.arms, out)
     summary = execute(plan, prov, args.jobs, args.overwrite, [PRESET], out, args.what)
-    if args.what in ("sweep", "long", "pilot"):
+    if args.what in ("sweep", "long", "pilot", "grains"):
         from twin_table import write_sweep
         write_sweep(out, RESULTS, summary, name=f"twin_{args.what}")
 
