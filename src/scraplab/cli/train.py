@@ -83,10 +83,16 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
                      "model_seed": int(cfg.seed)})
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     loss = objs["loss"]
+    # One first layer per batch, modelled to second order in float64, instead of one per path (θ-IS `front`)
+    front = None
+    if bool(w.get("share_first_layer", False)) and hasattr(loss, "from_first_layer"):
+        from scraplab.sampling.importance import shared_first_layer
+        front = shared_first_layer(loss)
     return {"name": f"{type(synth).__name__.lower()}_{digest}", "settings": settings, "encoder": objs["encoder"],
             "synth_fn": synth, "path_loss_fn": lambda x_hat, x, p: loss(x_hat, x, paths=[p]), "x": xs,
             "n_paths": sampler.n_paths, "synth_kwargs": kws, "n_iter": int(w.get("n_iter", 20)),
-            "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0)), "solver": str(w.get("solver", "power"))}
+            "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0)), "solver": str(w.get("solver", "power")),
+            "front": front, "front_dtype": torch.float64 if front is not None else None}
 
 
 def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:

@@ -44,7 +44,8 @@ def _problem(overrides: list[str]) -> dict:
     problem = theta_is_problem(objs, cfg)
     n_ex = sum(int(b.shape[0]) for b in problem["x"])
     problem["record"] = warmup_record(problem["settings"], problem["n_paths"], n_ex, problem["n_iter"],
-                                      problem["tol"], problem["seed"], solver=problem["solver"])
+                                      problem["tol"], problem["seed"], solver=problem["solver"],
+                                      shared_front=problem["front"] is not None)
     return problem
 
 
@@ -104,7 +105,7 @@ def main(argv: Optional[list[str]] = None) -> Path:
         rng = shard_range(p["n_paths"], shard, n_shards)
         vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
                                 synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
-                                seed=p["seed"], solver=p["solver"])
+                                seed=p["seed"], solver=p["solver"], front=p["front"], front_dtype=p["front_dtype"])
         out = save_shard(shard_dir / f"{shard}of{n_shards}.pt", vals, rng, p["n_paths"], p["record"])
     print(out)
     return out

@@ -136,9 +136,34 @@ class SCRAPLLoss(nn.Module):
         if bad:
             raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
         self.last_paths = paths
-        S_hat = self._rho(self.jtfs.forward_paths(x_hat, paths))
+        return self._distance(self.jtfs.forward_paths(x_hat, paths), x, paths, reduction, n_examples)
+
+    def first_layer(self, x_hat: torch.Tensor) -> list[torch.Tensor]:
+        """The prediction's first JTFS layer (all rows; see ``JTFS.first_layer``), differentiable. With
+        :meth:`from_first_layer` it splits ``forward`` in two, so that one first layer (or a model of it) serves
+        many paths: θ-IS differentiates the synth and the scalogram once per batch instead of once per path."""
+        if not torch.is_tensor(x_hat) or x_hat.dim() not in (2, 3) or x_hat.shape[-1] != self.jtfs.shape:
+            raise ValueError(f"x_hat must be (B, {self.jtfs.shape}) or (B, C, {self.jtfs.shape}), got "
+                             f"{tuple(getattr(x_hat, 'shape', ()))}")
+        return self.jtfs.first_layer(x_hat.to(self.jtfs.psi1.dtype))
+
+    def from_first_layer(self, U1: list[torch.Tensor], x: torch.Tensor, paths: Union[int, Sequence[int]],
+                         reduction: str = "mean") -> torch.Tensor:
+        """``forward(x_hat, x, paths)`` from ``first_layer(x_hat)`` (equal to it up to rounding order: the same
+        operations). ``x`` is the target, (B, N) or (B, C, N)."""
+        n_examples = _check_reduction(reduction, x)
+        paths = as_paths(paths)
+        bad = [p for p in paths if not 0 <= p < self.n_paths]
+        if not paths or bad:
+            raise ValueError(f"paths must be a non-empty list in [0, {self.n_paths}), got {paths}")
+        x = x.reshape(-1, x.shape[-1]).to(self.jtfs.psi1.dtype)
+        if U1[0].shape[0] != x.shape[0]:
+            raise ValueError(f"the first layer has {U1[0].shape[0]} rows, the target {x.shape[0]}")
+        return self._distance(self.jtfs.paths_from_first_layer(U1, paths), x, paths, reduction, n_examples)
+
+    def _distance(self, S_hat, x, paths, reduction, n_examples):
         S = self._target_coefficients(x, paths)
-        dist = path_distance(S_hat, S, self.scaling, self.n_paths)  # (B, k)
+        dist = path_distance(self._rho(S_hat), S, self.scaling, self.n_paths)  # (B, k)
         if self.importance_weighted:
             w = 1.0 / (self.n_paths * self.probs[paths].to(dist.dtype))
             dist = dist * w

@@ -23,6 +23,7 @@ backward (a few % on small eigenvalues; λ of paths whose C is ~1e-3 of the larg
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -129,12 +130,13 @@ def _local_score(theta, s0, K):
     return s0 + Kd
 
 
-def _slice_grads_local(encoder, synth_fn, path_loss_fn, x, kw, p, params, vectorize, per_example):
+def _slice_grads_local(encoder, loss_of_theta, x, params, vectorize, per_example):
     """Fast method: the synth and the path loss enter H_{u,p} v only through s and ∂s/∂θ̃ at θ̃0 (the chain rule
     stops there: no third derivative), so they are differentiated once per path (gradient + U Hessian probes)
-    and every power iteration runs through the encoder alone. Same operator as ``_slice_grads``."""
+    and every power iteration runs through the encoder alone. Same operator as ``_slice_grads``.
+    ``loss_of_theta(θ̃)`` is the path loss of the synth's render, or of a shared front end's quadratic model."""
     theta = _encode(encoder, x)
-    s0, K = loss_derivatives(lambda th: path_loss_fn(synth_fn(th, **kw), x, p), theta, per_example)
+    s0, K = loss_derivatives(loss_of_theta, theta, per_example)
     return _slice_grads_from(theta, _local_score(theta, s0, K), params, vectorize)
 
 
@@ -218,7 +220,9 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                      tol: float = 1e-4, seed: int = 0, params: Sequence[torch.nn.Parameter] | None = None,
                      batch_reduce: str = "eig_mean", vectorize: bool = True, check_determinism: bool = True,
                      progress: bool = True, method: str = "local", per_example: bool = True,
-                     solver: str = "power") -> torch.Tensor:
+                     solver: str = "power", front: tuple[Callable, Callable] | None = None,
+                     front_max_bytes: int = 2 << 30, front_models: list | None = None,
+                     front_dtype: torch.dtype | None = None) -> torch.Tensor:
     """C_{u,p} for p in ``path_range`` (default all P): float64 (n_range, U).
 
     encoder(x) -> θ̃ (B, U); synth_fn(θ̃, **synth_kwargs) -> (B, 1, N); path_loss_fn(x_hat, x, p) -> scalar.
@@ -236,6 +240,15 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     ``solver``: ``'power'`` (the paper's power iteration, ≤ ``n_iter`` Hessian-vector products) or ``'lanczos'``
     (≤ ``n_iter`` Lanczos steps from the same start: the best estimate in the same Krylov space, so fewer steps
     reach a given accuracy).
+    ``front`` (``'local'`` with ``per_example`` only): ``(front_fn, path_from_front)`` with
+    ``path_loss_fn(x_hat, x, p) == path_from_front(front_fn(x_hat), x, p)``, e.g. a SCRAPL loss's
+    ``first_layer`` / ``from_first_layer``. The front end of the synth's render is then replaced, per batch, by its
+    quadratic Taylor model at θ̃0 (``taylor.quadratic_model``: the same s and ∂s/∂θ̃ for every path), so synth and
+    first layer are differentiated once per batch instead of once per path. Batches whose model would exceed
+    ``front_max_bytes`` keep the per-path computation. ``front_models``: the models of
+    :func:`build_front_models` for these batches, built beforehand (a benchmark timing paths one call at a time).
+    ``front_dtype``: the precision the models are built in (``front[0]`` must compute in it; the training app
+    passes a float64 copy of the loss: the float32 nested derivatives round more than the per-path computation).
     """
     start, end = path_range if path_range is not None else (0, n_paths)
     if not 0 <= start < end <= n_paths:
@@ -265,23 +278,38 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                                "eval mode, or θ-IS values are noise")
         shapes = [tuple(q.shape) for q in params]
         dtype, device = params[0].dtype, params[0].device
-        def slice_grads(xb, kw, p):
+        use_front = front is not None and method == "local" and per_example
+        if not use_front:
+            models = [None] * len(xs)
+        elif front_models is not None:
+            if len(front_models) != len(xs):
+                raise ValueError(f"front_models has {len(front_models)} models for {len(xs)} batches")
+            models = list(front_models)
+        else:
+            models = build_front_models(encoder, synth_fn, xs, kws, front[0], front_max_bytes, front_dtype)
+
+        def slice_grads(b, p):
+            xb, kw = xs[b], kws[b]
             if method == "direct":
                 return _slice_grads(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize)
-            return _slice_grads_local(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize, per_example)
+            if models[b] is not None:
+                loss_of_theta = lambda th: front[1](models[b](th), xb, p)  # noqa: E731
+            else:
+                loss_of_theta = lambda th: path_loss_fn(synth_fn(th, **kw), xb, p)  # noqa: E731
+            return _slice_grads_local(encoder, loss_of_theta, xb, params, vectorize, per_example)
 
         rows = []
         for p in tqdm(range(start, end), desc="θ-IS paths", disable=not progress):
             gen = torch.Generator().manual_seed(_mix_seed(seed, p))
-            gss = [slice_grads(xb, kw, p) for xb, kw in zip(xs, kws)] if batch_reduce == "operator_mean" else None
+            gss = [slice_grads(b, p) for b in range(len(xs))] if batch_reduce == "operator_mean" else None
             if gss is not None:
                 apply = lambda vs: [torch.stack(h).mean(0) for h in
                                     zip(*[_hvp(gs, vs, params, vectorize) for gs in gss])]
                 lam, _ = eig(apply, shapes, gss[0][0].shape[0], gen, n_iter, tol, dtype, device)
             else:
                 lams = []
-                for xb, kw in zip(xs, kws):
-                    gs = slice_grads(xb, kw, p)
+                for b in range(len(xs)):
+                    gs = slice_grads(b, p)
                     lam_b, _ = eig(lambda vs: _hvp(gs, vs, params, vectorize), shapes,
                                    gs[0].shape[0], gen, n_iter, tol, dtype, device)
                     lams.append(lam_b)
@@ -291,6 +319,35 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     finally:
         if module is not None:
             module.train(was_training)
+
+
+def shared_first_layer(loss) -> tuple[Callable, Callable]:
+    """``front`` for :func:`theta_importance` from a loss with ``first_layer`` / ``from_first_layer`` (SCRAPL): the
+    models are built from a float64 copy of the loss, made on first use (pass ``front_dtype=torch.float64``)."""
+    copies = []
+
+    def first_layer(x_hat):
+        if not copies:
+            copies.append(copy.deepcopy(loss).double())
+        return copies[0].first_layer(x_hat)
+
+    return first_layer, lambda U1, x, p: loss.from_first_layer(U1, x, [p])
+
+
+def build_front_models(encoder, synth_fn, x, synth_kwargs, front_fn, max_bytes: int | None = 2 << 30,
+                       compute_dtype: torch.dtype | None = None) -> list:
+    """Per batch, the quadratic model of ``front_fn(synth_fn(θ̃))`` at the encoder's θ̃0 (None where it would exceed
+    ``max_bytes``), for ``theta_importance(front=..., front_models=...)``. The encoder must be in the mode the
+    warm-up uses (eval for an ``nn.Module``). ``compute_dtype``: see ``taylor.quadratic_model`` (``front_fn`` and
+    the synth must then compute in it)."""
+    from scraplab.sampling.taylor import quadratic_model
+
+    models = []
+    for xb, kw in zip(*_as_batches(x, synth_kwargs)):
+        with torch.no_grad():
+            theta0 = _encode(encoder, xb)
+        models.append(quadratic_model(lambda th: front_fn(synth_fn(th, **kw)), theta0, max_bytes, compute_dtype))
+    return models
 
 
 def probs_from_values(vals: torch.Tensor, min_prob_frac: float = 0.0, eps: float = 1e-12) -> torch.Tensor:
@@ -333,13 +390,17 @@ def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
 
 
 def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 20, tol: float = 1e-4, seed: int = 0,
-                  min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean", solver: str = "power") -> dict:
-    """The settings stored beside π (problem ``settings`` plus the numeric warm-up settings), JSON-normalised."""
+                  min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean", solver: str = "power",
+                  shared_front: bool = False) -> dict:
+    """The settings stored beside π (problem ``settings`` plus the numeric warm-up settings), JSON-normalised.
+    Settings added later are recorded only when they differ from the former computation, so the records of π
+    made before them stay as they were."""
     from scraplab import __version__
 
     full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
             "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": int(n_examples),
-            **({} if solver == "power" else {"solver": solver}),  # records of power-iteration π stay as they were
+            **({} if solver == "power" else {"solver": solver}),
+            **({"first_layer": "shared"} if shared_front else {}),  # θ-IS `front`: same operator, other rounding
             "code_version": {"warmup": WARMUP_VERSION, "scraplab": __version__}}
     return json.loads(json.dumps(full, sort_keys=True, default=str))
 
@@ -376,7 +437,8 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
 
     folder = Path(root) if root is not None else data_dir() / "theta_is"
     n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])
-    full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce, solver)
+    full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce, solver,
+                         shared_front=kw.get("front") is not None)
     pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
 
     def stored() -> torch.Tensor | None:

@@ -142,23 +142,40 @@ class JTFS(nn.Module):
             if not 0 <= i < self.n_paths:
                 raise IndexError(f"path index {i} out of range [0, {self.n_paths})")
         lead = x.shape[:-1]
-        x = self._prepare(x)
+        U1 = self.first_layer(x, self.rows_needed(idxs))
+        S = self.paths_from_first_layer(U1, idxs)
+        return S.reshape(lead + S.shape[1:])
+
+    def rows_needed(self, idxs: Sequence[int]) -> int:
+        """How many first-order rows (n1 < n) the paths ``idxs`` read."""
+        return max(self.n1_total if self.paths[int(i)].n2 is None else self.paths[int(i)].n1_max for i in idxs)
+
+    def first_layer(self, x: torch.Tensor, n1: Optional[int] = None) -> list[torch.Tensor]:
+        """The scalogram spectra that every path reads: per group of equal subsampling, (B·C, rows, bins) rfft
+        halves of |x ∗ ψ1| for the rows n1 < ``n1`` (default all). ``paths_from_first_layer`` takes it from there,
+        so several calls (θ-IS's per-path derivatives) can share one first layer."""
+        return self._first_layer(self._prepare(x), self.n1_total if n1 is None else int(n1))
+
+    def paths_from_first_layer(self, U1: list[torch.Tensor], idxs: Sequence[int]) -> torch.Tensor:
+        """Selected paths (B·C, k, F', T') from ``first_layer``'s output (which must hold the rows they read)."""
+        idxs = [int(i) for i in idxs]
         by_rate = defaultdict(list)  # n2 (None for order 1) -> [(position in output, path)]
         for pos, i in enumerate(idxs):
             p = self.paths[i]
             by_rate[p.n2].append((pos, p))
-        n1_needed = max(self.n1_total if n2 is None else ps[0][1].n1_max for n2, ps in by_rate.items())
-        U1 = self._first_layer(x, n1_needed)
+        have = sum(U.shape[1] for U in U1)
+        if have < self.rows_needed(idxs):
+            raise ValueError(f"the first layer holds {have} rows; paths {idxs} read {self.rows_needed(idxs)}")
+        device = U1[0].device
         out = [None] * len(idxs)
         for n2, items in by_rate.items():
             X = self._first_order_input(U1) if n2 is None else core.second_layer(
                 U1, self._groups, self._psi2_levels(), n2, items[0][1].j2, items[0][1].n1_max, self.log2_stride,
-                self._supports(x.device)[1][n2])
+                self._supports(device)[1][n2])
             for positions, coefs in self._frequential(X, [p for _, p in items]):
                 for k, pos in enumerate(positions):
                     out[items[pos][0]] = coefs[:, k]
-        S = torch.stack(out, dim=1)
-        return S.reshape(lead + S.shape[1:])
+        return torch.stack(out, dim=1)
 
     def meta(self) -> list[dict]:
         return [p.as_dict() for p in self.paths]
