@@ -146,6 +146,21 @@ def test_chunked_frequential_stage_is_exact(monkeypatch):
     torch.testing.assert_close(g_many, g_one, rtol=1e-10, atol=1e-14)
 
 
+def test_chunk_sizes_are_chosen_per_device():
+    """CPU chunks stay cache-sized; on an accelerator a chunk is a kernel launch, so a training batch of the
+    P = 315 settings (B·C = 32 · 240 values per frame, 2048 frames) takes one chunk there and many on CPU."""
+    from scraplab.scattering import core
+
+    assert core.chunk_elements("cpu") == core.CHUNK_ELEMENTS == core.chunk_elements(None)
+    assert core.chunk_elements(torch.device("cuda")) == core.chunk_elements("mps") == core.ACCELERATOR_CHUNK_ELEMENTS
+    assert core.ACCELERATOR_CHUNK_ELEMENTS > 32 * core.CHUNK_ELEMENTS
+    assert len(core._chunks(32, 2048, 240, torch.device("cuda"))) == 1
+    assert len(core._chunks(32, 2048, 240, torch.device("cpu"))) > 30
+    for dev in ("cpu", "cuda"):  # the ranges tile the frames
+        r = core._chunks(4, 1000, 77, dev)
+        assert r[0][0] == 0 and r[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(r, r[1:]))
+
+
 def test_rfft_backward_matches_torch():
     from scraplab.scattering.core import rfft
     u = torch.randn(3, 64, dtype=torch.float64, requires_grad=True)

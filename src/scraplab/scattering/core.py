@@ -180,13 +180,23 @@ def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Ten
     return torch.cat(parts, dim=1)
 
 
-CHUNK_ELEMENTS = 1 << 18  # complex values per chunk of the fused frequential stage (2 MiB in complex64)
+CHUNK_ELEMENTS = 1 << 18  # complex values per chunk of the fused frequential stage on CPU (2 MiB in complex64)
+# On accelerators a chunk is a kernel launch, and small matmuls leave the device idle: 16 M values (128 MiB in
+# complex64, the product's memory bound per chunk) make one chunk of every P = 315 path at batch 32.
+ACCELERATOR_CHUNK_ELEMENTS = 1 << 24
 
 
-def _chunks(B: int, T: int, C: int):
-    """Frame ranges of the fused frequential stage: about CHUNK_ELEMENTS complex values each, so that the product,
-    its modulus and the averaged partial sums stay in cache instead of streaming B·T·C values through memory."""
-    c = max(16, CHUNK_ELEMENTS // max(1, B * C))
+def chunk_elements(device: torch.device | str | None = None) -> int:
+    """Complex values per chunk of the fused frequential stage on ``device`` (CPU: cache-sized)."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    return CHUNK_ELEMENTS if kind == "cpu" else ACCELERATOR_CHUNK_ELEMENTS
+
+
+def _chunks(B: int, T: int, C: int, device=None):
+    """Frame ranges of the fused frequential stage: about ``chunk_elements(device)`` complex values each, so that
+    on CPU the product, its modulus and the averaged partial sums stay in cache instead of streaming B·T·C values
+    through memory."""
+    c = max(16, chunk_elements(device) // max(1, B * C))
     return [(a, min(a + c, T)) for a in range(0, T, c)]
 
 
@@ -228,7 +238,7 @@ class _ScatterAverage(torch.autograd.Function):
         WbT = Wb.transpose(0, 1)
         g = g.transpose(0, 1).reshape(g.shape[1], B * C)  # (T', B·C)
         parts = []
-        for (a, b), M in zip(_chunks(B, T, C), ctx.Ms):
+        for (a, b), M in zip(_chunks(B, T, C, X.device), ctx.Ms):
             Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
             ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).view(-1, C).div_(M.clamp_min(ctx.eps))
             gZr = (Zr.view(-1, 2, C) * ratio.unsqueeze(1)).view(-1, 2 * C)
@@ -245,7 +255,7 @@ def _scatter_average(X, W, A, keep: bool):
     B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
     Xr, Wb = _real_layout(X, W)
     Ms, out = [], None
-    for a, b in _chunks(B, T, C):
+    for a, b in _chunks(B, T, C, X.device):
         Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
         re, im = Zr[:, :C], Zr[:, C:]
         M = torch.addcmul(re * re, im, im).sqrt_()
@@ -261,7 +271,7 @@ def _scatter_average_backward_graph(X, W, A, g, eps):
     B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
     Wh = W.conj().transpose(0, 1)
     parts = []
-    for a, b in _chunks(B, T, C):
+    for a, b in _chunks(B, T, C, X.device):
         Z = torch.matmul(X[..., a:b].transpose(-1, -2).to(W.dtype), W)
         gM = torch.matmul(A[:, a:b].transpose(0, 1), g)  # (B, c, C)
         gZ = Z * (gM / _Modulus.apply(Z, eps).clamp_min(eps))
