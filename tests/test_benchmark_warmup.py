@@ -23,9 +23,17 @@ def test_warmup_benchmark_rows_and_provenance(tmp_path):
     doc = benchmark_warmup.main(["--overrides", "experiment=twin_granular", "debug=tiny", "sampler.warmup.n_examples=2",
                                  "sampler.warmup.batch_size=2", "sampler.warmup.n_iter=4", "--paths", "3",
                                  "--lanczos", "2", "--converged", "6", "--json", str(out)])
-    assert set(doc["rows"]) == {"power", "lanczos2", "converged"} and doc["P"] == 49 and len(doc["sampled_paths"]) == 3
-    for row in doc["rows"].values():
-        assert row["est_total_min_1_core"] == pytest.approx(row["s_per_path"] * 49 / 60)
+    assert set(doc["rows"]) == {"power", "lanczos2", "shared_power", "shared_lanczos2", "converged", "exact"}
+    assert doc["P"] == 49 and len(doc["sampled_paths"]) == 3 and doc["front_build_s"] > 0
+    for name, row in doc["rows"].items():
+        build = doc["front_build_s"] if row["shared_first_layer"] else 0.0  # once per shard
+        assert row["shared_first_layer"] == name.startswith("shared_")
+        assert row["est_total_min_1_core"] == pytest.approx((build + row["s_per_path"] * 49) / 60)
+        assert row["est_total_min_2_cores"] == pytest.approx((build + row["s_per_path"] * 49 / 2) / 60)
         assert -1.0 <= row["spearman_pi_vs_power"] <= 1.0
-    assert doc["rows"]["converged"]["median_rel_err_C_vs_converged"] == 0.0
+    assert doc["rows"]["exact"]["median_rel_err_C_vs_exact"] == 0.0
+    # same solver and steps: sharing the first layer changes C only by rounding (float32 vs a float64 model)
+    for a, b in (("power", "shared_power"), ("lanczos2", "shared_lanczos2")):
+        assert doc["rows"][b]["spearman_pi_vs_exact"] >= doc["rows"][a]["spearman_pi_vs_exact"] - 0.5
+    assert doc["rows"]["converged"]["median_rel_err_C_vs_exact"] < 0.05
     assert json.loads(out.read_text())["provenance"]["command"].startswith("python experiments/benchmark_warmup.py")
