@@ -6,7 +6,7 @@ import torch
 
 from scraplab.losses.scrapl import SCRAPLLoss
 from scraplab.sampling.importance import build_front_models, loss_derivatives, theta_importance
-from scraplab.sampling.taylor import model_bytes, quadratic_model
+from scraplab.sampling.taylor import model_bytes, path_derivatives, quadratic_model
 from scraplab.synths import GranularSynth
 
 
@@ -46,9 +46,11 @@ def test_quadratic_model_gives_every_path_the_same_gradient_and_hessian():
     for p in range(0, loss.n_paths, 3):
         s1, K1 = loss_derivatives(lambda th: loss(synth(th, seeds), x, paths=[p]), theta0)
         s2, K2 = loss_derivatives(lambda th: loss.from_first_layer(model(th), x, [p]), theta0)
-        assert K1.abs().max() > 0 and s1.abs().max() > 0
-        torch.testing.assert_close(s2, s1, rtol=1e-9, atol=1e-12 * float(s1.abs().max()))
-        torch.testing.assert_close(K2, K1, rtol=1e-8, atol=1e-10 * float(K1.abs().max()))
+        s3, K3 = path_derivatives(model, lambda F: loss.from_first_layer(F, x, [p]))  # chain rule, no model pass
+        assert K1.abs().max() > 0 and s1.abs().max() > 0 and K1[:, 0, 1].abs().max() > 0
+        for s_, K_ in ((s2, K2), (s3, K3)):
+            torch.testing.assert_close(s_, s1, rtol=1e-9, atol=1e-12 * float(s1.abs().max()))
+            torch.testing.assert_close(K_, K1, rtol=1e-8, atol=1e-10 * float(K1.abs().max()))
         checked += 1
     assert checked >= 3
     # off θ̃0 the model is only second-order accurate: it is a model, not the function
@@ -161,3 +163,24 @@ def test_the_training_app_shares_the_first_layer_unless_told_not_to(tmp_path):
     U1 = shared["front"][0](x_hat.double())  # the float64 copy's first layer
     got = shared["front"][1]([u.to(torch.complex64) for u in U1], x, 3)
     torch.testing.assert_close(got, loss(x_hat, x, 3), rtol=1e-4, atol=0)
+
+
+def test_path_derivatives_with_three_parameters():
+    """Off-diagonal second derivatives of every pair (u < v) land in both halves of K."""
+    loss = SCRAPLLoss(shape=1024, J=4, Q=(2, 1), J_fr=2, Q_fr=1).double()
+    t = torch.arange(1024, dtype=torch.float64) / 1024
+
+    def synth(th):  # amplitude, frequency, decay: (B, 3) -> (B, 1, 1024)
+        return (th[:, :1] * torch.sin(2 * torch.pi * (40 + 200 * th[:, 1:2]) * t)
+                * torch.exp(-4 * th[:, 2:] * t)).unsqueeze(1)
+
+    g = torch.Generator().manual_seed(3)
+    x = synth(torch.rand(2, 3, dtype=torch.float64, generator=g))
+    theta0 = torch.rand(2, 3, dtype=torch.float64, generator=g)
+    model = quadratic_model(lambda th: loss.first_layer(synth(th)), theta0)
+    for p in (1, 6, 11):
+        s1, K1 = loss_derivatives(lambda th: loss(synth(th), x, paths=[p]), theta0)
+        s2, K2 = path_derivatives(model, lambda F: loss.from_first_layer(F, x, [p]))
+        assert (K1[:, 0, 2].abs() > 0).all() and (K1[:, 1, 2].abs() > 0).all()
+        torch.testing.assert_close(s2, s1, rtol=1e-9, atol=1e-13 * float(s1.abs().max()))
+        torch.testing.assert_close(K2, K1, rtol=1e-8, atol=1e-11 * float(K1.abs().max()))

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scraplab.sampling.sampler import _mix_seed, check_probs
+from scraplab.sampling.taylor import path_derivatives, quadratic_model
 
 # Version of the warm-up computation, stored beside every π: a stored π is reused only by the version that made it.
 # Bump it when a change alters the computed values (1: method 'local', per-path seeded starts, eig_mean).
@@ -292,10 +293,11 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
             xb, kw = xs[b], kws[b]
             if method == "direct":
                 return _slice_grads(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize)
-            if models[b] is not None:
-                loss_of_theta = lambda th: front[1](models[b](th), xb, p)  # noqa: E731
-            else:
-                loss_of_theta = lambda th: path_loss_fn(synth_fn(th, **kw), xb, p)  # noqa: E731
+            if models[b] is not None:  # s, K from the shared model by the chain rule: the path stage only
+                theta = _encode(encoder, xb)
+                s0, K = path_derivatives(models[b], lambda F: front[1](F, xb, p))
+                return _slice_grads_from(theta, _local_score(theta, s0, K), params, vectorize)
+            loss_of_theta = lambda th: path_loss_fn(synth_fn(th, **kw), xb, p)  # noqa: E731
             return _slice_grads_local(encoder, loss_of_theta, xb, params, vectorize, per_example)
 
         rows = []

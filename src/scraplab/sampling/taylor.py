@@ -115,3 +115,34 @@ def quadratic_model(fn: Callable[[torch.Tensor], list[torch.Tensor]], theta0: to
     H_st = [torch.stack([H[pq][k] for pq in pairs]).to(rdt) for k in range(len(Fr))]
     F0 = [f.detach().to(cdt if f.is_complex() else rdt) for f in F]
     return QuadraticModel(theta0, F0, D_st, H_st)
+
+
+def path_derivatives(model: QuadraticModel, loss_of_front: Callable[[list[torch.Tensor]], torch.Tensor]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """s (B, U) and K (B, U, U) of ℓ(θ̃) = loss_of_front(F̃(θ̃)) at θ̃0, by the chain rule on the model's stored
+    derivatives (the values ``loss_derivatives(lambda th: loss_of_front(model(th)), θ̃0)`` gives, without
+    back-propagating through the model):
+
+        s_bu = ⟨c_b, D_ub⟩,   K_buv = ⟨(∇²L D_u)_b, D_vb⟩ + ⟨c_b, H_uvb⟩,   c = ∇_F L at F0,
+
+    one backward pass of the loss with a graph and U double backward passes (∇²L D_u), then O(U²) contractions
+    over F. ℓ must be a sum of per-example terms (its Hessian in F block diagonal over examples)."""
+    leaves = [f.clone().requires_grad_(True) for f in model.F0]
+    with torch.enable_grad():
+        ins = [torch.view_as_complex(x) if c else x for x, c in zip(leaves, model.complex)]
+        c = torch.autograd.grad(loss_of_front(ins), leaves, create_graph=True, materialize_grads=True)
+    B, U = model.theta0.shape
+    flat = lambda t, lead: t.reshape(*lead, -1).to(torch.float64)  # noqa: E731 (contractions in float64)
+    s = sum(torch.einsum("bk,ubk->bu", flat(ci, (B,)), flat(D, (U, B))) for ci, D in zip(c, model.D))
+    n_pairs = len(model.pairs)
+    k2 = sum(torch.einsum("bk,pbk->bp", flat(ci, (B,)), flat(H, (n_pairs, B))) for ci, H in zip(c, model.H))
+    K = torch.zeros(B, U, U, dtype=torch.float64, device=s.device)
+    for i, (u, v) in enumerate(model.pairs):
+        K[:, u, v] = K[:, v, u] = k2[:, i]
+    if any(ci.requires_grad for ci in c):  # else L is affine in F: no ∇²L term
+        for u in range(U):
+            dot = sum((ci * D[u]).sum() for ci, D in zip(c, model.D))
+            w = torch.autograd.grad(dot, leaves, retain_graph=u < U - 1, materialize_grads=True)  # ∇²L D_u
+            K[:, u, :] += sum(torch.einsum("bk,vbk->bv", flat(wi, (B,)), flat(D, (U, B))) for wi, D in zip(w, model.D))
+    dt = model.theta0.dtype
+    return s.detach().to(dt), K.to(dt)
