@@ -75,14 +75,17 @@ def main(argv=None) -> dict:
           f"({sum(m.nbytes for m in models if m is not None) / 2**20:.0f} MiB)", flush=True)
     # name -> (solver, steps, shared first layer); "converged" is the float32 per-path value run to convergence,
     # "exact" the same in float64 (encoder, loss and synth), the truth both float32 computations are compared with
-    runs = {"power": ("power", n_iter, False), **{f"lanczos{k}": ("lanczos", k, False) for k in args.lanczos},
-            "shared_power": ("power", n_iter, True),
-            **{f"shared_lanczos{k}": ("lanczos", k, True) for k in args.lanczos},
-            "converged": ("lanczos", args.converged, False), "exact": ("lanczos", args.converged, False)}
+    # (``_loop``: the U slices' Hessian-vector products one after another instead of batched, vectorize=False)
+    runs = {"power": ("power", n_iter, False, True),
+            **{f"lanczos{k}": ("lanczos", k, False, True) for k in args.lanczos},
+            "shared_power": ("power", n_iter, True, True),
+            **{f"shared_lanczos{k}": ("lanczos", k, True, True) for k in args.lanczos},
+            **{f"shared_lanczos{k}_loop": ("lanczos", k, True, False) for k in args.lanczos},
+            "converged": ("lanczos", args.converged, False, True), "exact": ("lanczos", args.converged, False, True)}
     enc64, loss64 = copy.deepcopy(enc).double(), copy.deepcopy(objs["loss"]).double()
     x64 = [x.double() for x in pr["x"]]
     vals, per_path_s = {}, {}
-    for name, (solver, k, shared) in runs.items():
+    for name, (solver, k, shared, vectorize) in runs.items():
         rows, secs = [], []
         exact = name == "exact"
         kw = dict(front=front, front_models=models) if shared else {}
@@ -93,7 +96,7 @@ def main(argv=None) -> dict:
                 (lambda a, b, q: loss64(a, b, paths=[q])) if exact else pr["path_loss_fn"], x64 if exact else pr["x"],
                 P, synth_kwargs=pr["synth_kwargs"], path_range=(p, p + 1), n_iter=k,
                 tol=0.0 if name in ("converged", "exact") else pr["tol"], seed=pr["seed"], solver=solver,
-                progress=False, **kw)[0])
+                progress=False, vectorize=vectorize, **kw)[0])
             secs.append(time.perf_counter() - t0)
         vals[name], per_path_s[name] = torch.stack(rows), secs
         extra = build_s if shared else 0.0  # each shard builds its models once
@@ -103,10 +106,11 @@ def main(argv=None) -> dict:
     pis = {n: probs_from_values(v) for n, v in vals.items()}
     rel = {n: float(((v - vals["exact"]).abs() / vals["exact"].clamp_min(1e-300)).median()) for n, v in vals.items()}
     rows = {}
-    for name, (solver, k, shared) in runs.items():
+    for name, (solver, k, shared, vectorize) in runs.items():
         mean_s = statistics.mean(per_path_s[name])
         extra = build_s if shared else 0.0
-        rows[name] = {"solver": solver, "steps": k, "shared_first_layer": shared, "s_per_path": mean_s,
+        rows[name] = {"solver": solver, "steps": k, "shared_first_layer": shared, "vectorize": vectorize,
+                      "s_per_path": mean_s,
                       "est_total_min_1_core": (extra + mean_s * P) / 60,
                       "est_total_min_2_cores": (extra + mean_s * P / 2) / 60,
                       "spearman_pi_vs_power": spearman(pis[name], pis["power"]),

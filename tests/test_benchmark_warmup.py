@@ -23,7 +23,9 @@ def test_warmup_benchmark_rows_and_provenance(tmp_path):
     doc = benchmark_warmup.main(["--overrides", "experiment=twin_granular", "debug=tiny", "sampler.warmup.n_examples=2",
                                  "sampler.warmup.batch_size=2", "sampler.warmup.n_iter=4", "--paths", "3",
                                  "--lanczos", "2", "--converged", "6", "--json", str(out)])
-    assert set(doc["rows"]) == {"power", "lanczos2", "shared_power", "shared_lanczos2", "converged", "exact"}
+    assert set(doc["rows"]) == {"power", "lanczos2", "shared_power", "shared_lanczos2", "shared_lanczos2_loop",
+                                "converged", "exact"}
+    assert doc["rows"]["shared_lanczos2_loop"]["vectorize"] is False and doc["rows"]["shared_lanczos2"]["vectorize"]
     assert doc["P"] == 49 and len(doc["sampled_paths"]) == 3 and doc["front_build_s"] > 0
     for name, row in doc["rows"].items():
         build = doc["front_build_s"] if row["shared_first_layer"] else 0.0  # once per shard
