@@ -287,7 +287,14 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                 raise ValueError(f"front_models has {len(front_models)} models for {len(xs)} batches")
             models = list(front_models)
         else:
+            t0 = time.perf_counter()
             models = build_front_models(encoder, synth_fn, xs, kws, front[0], front_max_bytes, front_dtype)
+            if progress:
+                n_ok = sum(m is not None for m in models)
+                tqdm.write(f"θ-IS: first layer modelled once for {n_ok} of {len(models)} batch(es) in "
+                           f"{time.perf_counter() - t0:.1f} s ({sum(m.nbytes for m in models if m) / 2**20:.0f} MiB)"
+                           + ("" if n_ok == len(models) else f"; the others exceed {front_max_bytes / 2**30:g} GiB"
+                                                                " and are differentiated per path"))
 
         def slice_grads(b, p):
             xb, kw = xs[b], kws[b]
