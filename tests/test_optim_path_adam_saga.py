@@ -218,3 +218,20 @@ def test_shared_second_moment_matches_a_float64_reference(saga):
     assert not torch.allclose(w2.detach(), ref, rtol=1e-3)
     with pytest.raises(ValueError, match="shared_v"):
         PathAdamSaga([w], n_paths=P, shared_v=True, factored_v=True)
+
+
+def test_the_paper_808_preset_keeps_the_optimizer_state_under_1_gb(tmp_path):
+    """Issue 14: at the paper's 808 size (P = 483, the 724 642-weight paper encoder) the preset's 𝒫-Adam + 𝒫-SAGA
+    state is planned at ≤ 1 GB (float32 would be 2.81 GB); computed from the state's shapes, nothing allocated."""
+    from hydra.utils import instantiate
+
+    from scraplab.cli.build import build_encoder, compose_train
+
+    cfg = compose_train(["synth=tr808", "experiment=paper_tr808"], str(tmp_path))
+    params = [p for p in build_encoder(cfg.encoder, instantiate(cfg.synth)).parameters() if p.requires_grad]
+    assert sum(p.numel() for p in params) == 724_642
+    opt = instantiate(cfg.optim)(params, n_paths=483)
+    assert opt.state_bytes() <= 1_000_000_000
+    fp32 = instantiate(cfg.optim, state_dtype=None, factored_v=False)(params, n_paths=483)
+    assert fp32.state_bytes() > 2.5e9  # what the preset saves
+    assert not opt.state  # planned, not allocated
