@@ -45,7 +45,7 @@ def table(out: Path, results: Path, command: str) -> dict:
     if not folders:
         raise RunPlanError(f"no finished runs under {out}")
     commit, records = one_commit(folders, out)
-    runs = {(f.parent.name, f.name): read_run(f, METRIC) for f in folders}
+    runs = {(f.parent.name, int(f.name.removeprefix("seed"))): read_run(f, METRIC) for f in folders}
     seeds = sorted({s for a, s in runs if a == "fp32"} & {s for a, s in runs if a == "compact"})
     summary = json.loads((out / "state_pair_provenance.json").read_text())
     doc = {"arms": {}, "paired": {}, "seeds": seeds, "settings": {"preset": PRESET, "common": COMMON, "arms": ARMS},
