@@ -93,7 +93,7 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
             "n_paths": sampler.n_paths, "synth_kwargs": kws, "n_iter": int(w.get("n_iter", 20)),
             "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0)), "solver": str(w.get("solver", "power")),
             "front": front, "front_dtype": torch.float64 if front is not None else None,
-            "vectorize": bool(w.get("vectorize", True))}
+            "vectorize": bool(w.get("vectorize", False))}
 
 
 def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:
