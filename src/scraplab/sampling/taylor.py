@@ -8,7 +8,7 @@ and is most of the cost. By the chain rule s and K depend on F only through F(θ
 
 So the quadratic model F̃(θ̃) = F0 + Σ_u D_u δ_u + ½ Σ_{u,v} H_uv δ_u δ_v (δ = θ̃ − θ̃0) has the same s and K as F
 for every path (exactly, in exact arithmetic). It is built once per batch; each path then differentiates only its
-own second layer and frequential stage through F̃.
+own second layer and frequential stage, and :func:`path_derivatives` forms s and K from the stored derivatives.
 
 The derivatives are computed without forward-mode AD (the synths' and the JTFS's custom autograd Functions define no
 ``jvp``) by the double-backward identity J v = ∂/∂z ⟨Jᵀz, v⟩ (Jᵀz is linear in a dummy cotangent z), once for D and
