@@ -48,10 +48,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    import lightning as L
-
-    from scraplab.cli.build import build_all, compose_train
-    from scraplab.cli.train import theta_is_problem
+    from scraplab.cli.warmup import _problem
     from scraplab.metrics.audio import select_paths
     from scraplab.sampling.importance import (build_front_models, probs_from_values, shared_first_layer,
                                               theta_importance)
@@ -59,14 +56,10 @@ def main(argv=None) -> dict:
     from runplan import finish_measurement, measurement_provenance
 
     prov = measurement_provenance("experiments/benchmark_warmup.py", argv)
-
-    cfg = compose_train(list(args.overrides))
-    L.seed_everything(int(cfg.seed), workers=True)  # the untrained encoder of train.py with this seed
-    objs = build_all(cfg)
-    pr = theta_is_problem(objs, cfg)
+    pr = _problem(list(args.overrides))
     P, n_iter, enc = pr["n_paths"], pr["n_iter"], pr["encoder"]
     paths = select_paths(P, args.paths)
-    front = pr["front"] or shared_first_layer(objs["loss"])
+    front = pr["front"] or shared_first_layer(pr["loss"])  # the shared rows also for presets that pin it off
     enc.eval()
     t0 = time.perf_counter()
     models = build_front_models(enc, pr["synth_fn"], pr["x"], pr["synth_kwargs"], front[0], compute_dtype=torch.float64)
@@ -82,7 +75,7 @@ def main(argv=None) -> dict:
             **{f"shared_lanczos{k}": ("lanczos", k, True, True) for k in args.lanczos},
             **{f"shared_lanczos{k}_loop": ("lanczos", k, True, False) for k in args.lanczos},
             "converged": ("lanczos", args.converged, False, True), "exact": ("lanczos", args.converged, False, True)}
-    enc64, loss64 = copy.deepcopy(enc).double(), copy.deepcopy(objs["loss"]).double()
+    enc64, loss64 = copy.deepcopy(enc).double(), copy.deepcopy(pr["loss"]).double()
     x64 = [x.double() for x in pr["x"]]
     vals, per_path_s = {}, {}
     for name, (solver, k, shared, vectorize) in runs.items():

@@ -108,6 +108,24 @@ def run_one(name: str, folder: Path, overrides: list[str], prov: dict, overwrite
     return record
 
 
+def run_cli(main) -> None:
+    """A run-plan script's entry point: ``main()``, with a :class:`RunPlanError` reported in one line, exit 1."""
+    try:
+        main()
+    except RunPlanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def add_plan_arguments(ap, out_default, out_help: str = "run folders") -> None:
+    """The options every run-plan script shares: --seeds, --jobs, --out, --overwrite, --allow-dirty."""
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 BLAS thread each)")
+    ap.add_argument("--out", type=Path, default=out_default, help=out_help)
+    ap.add_argument("--overwrite", action="store_true", help="delete run folders made by other code or commands")
+    ap.add_argument("--allow-dirty", action="store_true", help="run from a dirty tree (trials: results say so)")
+
+
 def run_all(plan: dict[str, tuple], prov: dict, jobs: int, overwrite: bool,
             leading: Sequence[str] = ()) -> list[dict]:
     """Run every ``name: (folder, overrides)`` or ``name: (folder, overrides, then)`` of ``plan`` (see

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py (not a package)
-from runplan import RunPlanError, execute, one_commit, provenance  # noqa: E402
+from runplan import RunPlanError, add_plan_arguments, execute, one_commit, provenance, run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -86,11 +86,7 @@ def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", nargs="?", default="all", choices=["all", "run", "table"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "state_pair_tr808")
-    ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--allow-dirty", action="store_true")
+    add_plan_arguments(ap, ROOT / "outputs" / "state_pair_tr808")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "experiments/state_pair_tr808.py", *argv])
     if args.what in ("all", "run"):
@@ -101,8 +97,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunPlanError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py (not a package)
-from runplan import RunPlanError, execute, one_commit, provenance  # noqa: E402
+from runplan import RunPlanError, add_plan_arguments, execute, one_commit, provenance, run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -220,12 +220,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["run", "table", "all"], help="all: run, then table")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "tr808_real")
-    ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--allow-dirty", action="store_true")
+    add_plan_arguments(ap, ROOT / "outputs" / "tr808_real")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "experiments/tr808_real.py", *argv])
     if args.what in ("run", "all"):
@@ -245,8 +241,4 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunPlanError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from runplan import RunPlanError, execute, provenance  # experiments/runplan.py, next to this file
+from runplan import RunPlanError, add_plan_arguments, execute, provenance, run_cli  # experiments/runplan.py, next to this file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runplan.py and twin_table.py (not a package)
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +108,10 @@ GRAINS_CONST: dict[str, list[str]] = {
     f"{name}_const": ARMS[name] + ["synth.n_grains=64", "scheduler=null"] for name in ("scrapl_psaga", "scrapl_thetais")
 }
 
+# The plans of named single runs (seed 0 each), summarised by twin_table.write_sweep as twin_<what>.{json,md}
+SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS,
+                                                "grains_const": GRAINS_CONST}
+
 
 TwinError = RunPlanError  # the name the table script and older notes use
 
@@ -122,13 +126,9 @@ def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["sweep", "long", "run", "table", "diagnose", "pilot", "grains", "grains_const"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("what", choices=["run", "table", "diagnose", *SINGLE_RUNS])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
-    ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 BLAS thread each)")
-    ap.add_argument("--out", type=Path, default=None, help="run folders (default outputs/twin_granular or _sweep)")
-    ap.add_argument("--overwrite", action="store_true", help="delete run folders made by other code or commands")
-    ap.add_argument("--allow-dirty", action="store_true")
+    add_plan_arguments(ap, None, "run folders (default outputs/twin_granular, or outputs/twin_<what>)")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "experiments/twin_granular.py", *argv])
     if args.what == "table":
@@ -144,25 +144,21 @@ def main(argv: Optional[list[str]] = None) -> None:
         from twin_table import write_diagnosis
         write_diagnosis(out, RESULTS, summary)
         return
-    if args.what in ("sweep", "long", "pilot", "grains", "grains_const"):
+    if args.what in SINGLE_RUNS:
         out = args.out or ROOT / "outputs" / f"twin_{args.what}"
         budget = SWEEP_BUDGET if args.what == "sweep" else []
-        # the pilots run the table's preset with only their own changes
-        pinned = [] if args.what in ("pilot", "grains", "grains_const") else PINNED
-        runs = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS, "grains_const": GRAINS_CONST}[args.what]
-        plan = {n: (out / n, o + pinned + budget) for n, o in runs.items()}
+        # the sweep and the long run repeat the settings of the commit that chose the preset; the pilots run the
+        # table's preset with only their own changes
+        pinned = PINNED if args.what in ("sweep", "long") else []
+        plan = {n: (out / n, o + pinned + budget) for n, o in SINGLE_RUNS[args.what].items()}
     else:
         out = args.out or ROOT / "outputs" / "twin_granular"
         plan = table_plan(args.seeds, args.arms, out)
     summary = execute(plan, prov, args.jobs, args.overwrite, [PRESET], out, args.what)
-    if args.what in ("sweep", "long", "pilot", "grains", "grains_const"):
+    if args.what in SINGLE_RUNS:
         from twin_table import write_sweep
         write_sweep(out, RESULTS, summary, name=f"twin_{args.what}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except TwinError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -33,8 +33,10 @@ def test_split_loss_equals_the_loss():
                                            loss(x_hat, x, paths=paths, reduction=red), rtol=1e-13, atol=0)
     with pytest.raises(ValueError, match="rows"):
         loss.from_first_layer(U1, x[:1], [0])
-    with pytest.raises(ValueError, match="paths"):
+    with pytest.raises(ValueError, match="out of range"):  # the same path checks as forward
         loss.from_first_layer(U1, x, [loss.n_paths])
+    with pytest.raises(ValueError, match="must not be empty"):
+        loss.from_first_layer(U1, x, [])
 
 
 def test_quadratic_model_gives_every_path_the_same_gradient_and_hessian():

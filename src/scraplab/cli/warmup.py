@@ -42,6 +42,7 @@ def _problem(overrides: list[str]) -> dict:
     if objs["sampler"] is None or getattr(objs["sampler"], "mode", None) != "fixed":
         raise ValueError("the θ-IS warm-up needs loss=scrapl and sampler=theta_is (a 'fixed' sampler)")
     problem = theta_is_problem(objs, cfg)
+    problem["loss"] = objs["loss"]  # not a warm-up argument: for callers that need the loss itself (benchmarks)
     n_ex = sum(int(b.shape[0]) for b in problem["x"])
     problem["record"] = warmup_record(problem["settings"], problem["n_paths"], n_ex, problem["n_iter"],
                                       problem["tol"], problem["seed"], solver=problem["solver"],

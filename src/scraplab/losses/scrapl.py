@@ -129,12 +129,7 @@ class SCRAPLLoss(nn.Module):
                 generator: Optional[torch.Generator] = None, reduction: str = "mean") -> torch.Tensor:
         n_examples = _check_reduction(reduction, x_hat)
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
-        paths = self.draw(1, generator) if paths is None else as_paths(paths)
-        if not paths:
-            raise ValueError("paths must not be empty")
-        bad = [p for p in paths if not 0 <= p < self.n_paths]
-        if bad:
-            raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
+        paths = self.draw(1, generator) if paths is None else self._checked_paths(paths)
         self.last_paths = paths
         return self._distance(self.jtfs.forward_paths(x_hat, paths), x, paths, reduction, n_examples)
 
@@ -152,14 +147,20 @@ class SCRAPLLoss(nn.Module):
         """``forward(x_hat, x, paths)`` from ``first_layer(x_hat)`` (equal to it up to rounding order: the same
         operations). ``x`` is the target, (B, N) or (B, C, N)."""
         n_examples = _check_reduction(reduction, x)
-        paths = as_paths(paths)
-        bad = [p for p in paths if not 0 <= p < self.n_paths]
-        if not paths or bad:
-            raise ValueError(f"paths must be a non-empty list in [0, {self.n_paths}), got {paths}")
+        paths = self._checked_paths(paths)
         x = x.reshape(-1, x.shape[-1]).to(self.jtfs.psi1.dtype)
         if U1[0].shape[0] != x.shape[0]:
             raise ValueError(f"the first layer has {U1[0].shape[0]} rows, the target {x.shape[0]}")
         return self._distance(self.jtfs.paths_from_first_layer(U1, paths), x, paths, reduction, n_examples)
+
+    def _checked_paths(self, paths) -> list[int]:
+        paths = as_paths(paths)
+        if not paths:
+            raise ValueError("paths must not be empty")
+        bad = [p for p in paths if not 0 <= p < self.n_paths]
+        if bad:
+            raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
+        return paths
 
     def _distance(self, S_hat, x, paths, reduction, n_examples):
         S = self._target_coefficients(x, paths)

@@ -349,8 +349,6 @@ def build_front_models(encoder, synth_fn, x, synth_kwargs, front_fn, max_bytes: 
     ``max_bytes``), for ``theta_importance(front=..., front_models=...)``. The encoder must be in the mode the
     warm-up uses (eval for an ``nn.Module``). ``compute_dtype``: see ``taylor.quadratic_model`` (``front_fn`` and
     the synth must then compute in it)."""
-    from scraplab.sampling.taylor import quadratic_model
-
     models = []
     for xb, kw in zip(*_as_batches(x, synth_kwargs)):
         with torch.no_grad():

@@ -163,9 +163,9 @@ class JTFS(nn.Module):
         for pos, i in enumerate(idxs):
             p = self.paths[i]
             by_rate[p.n2].append((pos, p))
-        have = sum(U.shape[1] for U in U1)
-        if have < self.rows_needed(idxs):
-            raise ValueError(f"the first layer holds {have} rows; paths {idxs} read {self.rows_needed(idxs)}")
+        have, need = sum(U.shape[1] for U in U1), self.rows_needed(idxs)
+        if have < need:
+            raise ValueError(f"the first layer holds {have} rows; paths {idxs} read {need}")
         device = U1[0].device
         out = [None] * len(idxs)
         for n2, items in by_rate.items():
