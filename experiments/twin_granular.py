@@ -8,6 +8,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py pilot          # 𝒫-Adam's staleness: AdamW and 𝒫-Adam at a lower constant lr
     python experiments/twin_granular.py grains         # 64 grains per example: do the 𝒫-arms learn the slope?
     python experiments/twin_granular.py grains_const   # the same 𝒫-arms at a constant lr (the paper's schedule)
+    python experiments/twin_granular.py scale          # 𝒫-SAGA at the paper's batch (32), and with its encoder
     bash experiments/run_twin_granular.sh              # run + table: the one command
 
 Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
@@ -108,9 +109,19 @@ GRAINS_CONST: dict[str, list[str]] = {
     f"{name}_const": ARMS[name] + ["synth.n_grains=64", "scheduler=null"] for name in ("scrapl_psaga", "scrapl_thetais")
 }
 
+# The paper's scale, one factor at a time (both 64 grains, 𝒫-SAGA, the table's lr schedule): 𝒫-Adam takes a unit-size
+# step on each visit's gradient, so a visit that averages 4x more examples (the paper's batch 32) points more often
+# the right way; 3000 steps at batch 32 draw each path 61 times, the paper's 19 200 / 315. And the paper's encoder
+# (604 k weights against 39.5 k) at the table's batch 8 and 6000 steps.
+SCALE: dict[str, list[str]] = {
+    "scrapl_psaga_b32": ARMS["scrapl_psaga"] + ["synth.n_grains=64", "data.batch_size=32", "trainer.max_steps=3000",
+                                                "trainer.val_check_interval=100"],
+    "scrapl_psaga_enc604k": ARMS["scrapl_psaga"] + ["synth.n_grains=64", "encoder=paper_2p"],
+}
+
 # The plans of named single runs (seed 0 each), summarised by twin_table.write_sweep as twin_<what>.{json,md}
 SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS,
-                                                "grains_const": GRAINS_CONST}
+                                                "grains_const": GRAINS_CONST, "scale": SCALE}
 
 
 TwinError = RunPlanError  # the name the table script and older notes use
