@@ -9,6 +9,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py grains         # 64 grains per example: do the 𝒫-arms learn the slope?
     python experiments/twin_granular.py grains_const   # the same 𝒫-arms at a constant lr (the paper's schedule)
     python experiments/twin_granular.py scale          # 𝒫-SAGA at the paper's batch (32), and with its encoder
+    python experiments/twin_granular.py grains32       # 32 grains: the twin whose path directions match the paper's
     bash experiments/run_twin_granular.sh              # run + table: the one command
 
 Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
@@ -119,9 +120,16 @@ SCALE: dict[str, list[str]] = {
     "scrapl_psaga_enc604k": ARMS["scrapl_psaga"] + ["synth.n_grains=64", "encoder=paper_2p"],
 }
 
+# 32 grains per example: of every twin measured, its single-path directions have the paper's profile
+# (direction_twin_granular_n32.json against direction_granular_sizes.json, 4 s and P = 315): weighting the paths by
+# gradient size, as AdamW does, costs density (58.2 -> 54.6 %; paper 59.4 -> 55.2 %) and helps the slope (61.0 ->
+# 69.1 %; paper 61.3 -> 70.2 %), where at 16 and 64 grains it helps both. The paper's ablation has that trade
+# (AdamW -> 𝒫-Adam: density 153 -> 89 ‰, slope 46 -> 86 ‰). Does the twin's ladder then run the paper's way?
+GRAINS32: dict[str, list[str]] = {name: ARMS[name] + ["synth.n_grains=32"] for name in (*ABLATION, "mss_random")}
+
 # The plans of named single runs (seed 0 each), summarised by twin_table.write_sweep as twin_<what>.{json,md}
 SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS,
-                                                "grains_const": GRAINS_CONST, "scale": SCALE}
+                                                "grains_const": GRAINS_CONST, "scale": SCALE, "grains32": GRAINS32}
 
 
 TwinError = RunPlanError  # the name the table script and older notes use
