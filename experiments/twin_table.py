@@ -56,7 +56,8 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
              "twin_pilot": "𝒫-Adam staleness pilot (constant lr 1e-4)",
              "twin_grains": "grain-count pilot (64 grains per 1 s example)",
              "twin_grains_const": "grain-count pilot at a constant lr (64 grains, 𝒫-arms)",
-             "twin_grains32": "32 grains per example (the paper's path profile), the ablation ladder and MSS Random"}.get(name, name)
+             "twin_grains32": "32 grains per example (the paper's path profile), the ablation ladder and MSS Random",
+             }.get(name, name)
     lines = [f"# Granular twin: {title} (seed 0)", "",
              f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread each.",
              "", "| run | P | test θ L1 ‰ | density | slope | val θ L1 ‰ at steps | conv. step | ms/step | warm-up s |",
