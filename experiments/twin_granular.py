@@ -11,6 +11,8 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py scale          # 𝒫-SAGA at the paper's batch (32), and with its encoder
     python experiments/twin_granular.py grains32       # 32 grains: the twin whose path directions match the paper's
     bash experiments/run_twin_granular.sh              # run + table: the one command
+    python experiments/twin_granular.py run --twin g32 --arms param mss_linear mss_random scrapl_adamw
+    python experiments/twin_granular.py table --twin g32   # the same at 32 grains: experiments/results/twin_granular_g32.*
 
 Runs go to ``outputs/twin_granular/<arm>/seed<k>`` (sweep: ``outputs/twin_sweep/<name>``), ``--jobs`` at a time with
 one BLAS thread each. Each folder gets ``twin_run.json`` (commit, command, load, exit code) before training starts. A
@@ -127,6 +129,14 @@ SCALE: dict[str, list[str]] = {
 # (AdamW -> 𝒫-Adam: density 153 -> 89 ‰, slope 46 -> 86 ‰). Does the twin's ladder then run the paper's way?
 GRAINS32: dict[str, list[str]] = {name: ARMS[name] + ["synth.n_grains=32"] for name in (*ABLATION, "mss_random")}
 
+# The twins a multi-seed table can run on: the preset as it is (16 grains; the committed table twin_granular.*), and
+# the preset at 32 grains, whose start-θ path profile is the paper's (GRAINS32 above) and where SCRAPL with AdamW
+# reached 0.51x MSS Random at seed 0 (twin_grains32.md). Each twin has its own run folders and result files.
+TWINS: dict[str, dict] = {
+    "g16": {"overrides": [], "name": "twin_granular"},
+    "g32": {"overrides": ["synth.n_grains=32"], "name": "twin_granular_g32"},
+}
+
 # The plans of named single runs (seed 0 each), summarised by twin_table.write_sweep as twin_<what>.{json,md}
 SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS,
                                                 "grains_const": GRAINS_CONST, "scale": SCALE, "grains32": GRAINS32}
@@ -135,10 +145,13 @@ SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "p
 TwinError = RunPlanError  # the name the table script and older notes use
 
 
-def table_plan(seeds: list[int], arms: list[str], out: Path) -> dict[str, tuple[Path, list[str]]]:
+def table_plan(seeds: list[int], arms: list[str], out: Path,
+               twin: str = "g16") -> dict[str, tuple[Path, list[str]]]:
     """Seed-major order (every arm of seed 0 first), the full JTFS last: a partial run gives whole seeds."""
     order = [(s, a) for s in seeds for a in arms if a != "jtfs"] + [(s, "jtfs") for s in seeds if "jtfs" in arms]
-    return {f"{a}/seed{s}": (out / a / f"seed{s}", ARMS[a] + ARM_EXTRA.get(a, []) + [f"seed={s}", f"sampler.seed={s}"])
+    extra = TWINS[twin]["overrides"]
+    return {f"{a}/seed{s}": (out / a / f"seed{s}",
+                             ARMS[a] + ARM_EXTRA.get(a, []) + extra + [f"seed={s}", f"sampler.seed={s}"])
             for s, a in order}
 
 
@@ -147,12 +160,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["run", "table", "diagnose", *SINGLE_RUNS])
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    ap.add_argument("--twin", choices=list(TWINS), default="g16",
+                    help="run / table: which twin (g16: the preset; g32: the preset at 32 grains)")
     add_plan_arguments(ap, None, "run folders (default outputs/twin_granular, or outputs/twin_<what>)")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "experiments/twin_granular.py", *argv])
     if args.what == "table":
         from twin_table import write_tables  # experiments/twin_table.py, next to this file
-        write_tables(args.out or ROOT / "outputs" / "twin_granular", RESULTS, command)
+        name = TWINS[args.twin]["name"]
+        write_tables(args.out or ROOT / "outputs" / name, RESULTS, command, name=name)
         return
     prov = provenance(command, args.allow_dirty)
     if args.what == "diagnose":
@@ -171,8 +187,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         pinned = PINNED if args.what in ("sweep", "long") else []
         plan = {n: (out / n, o + pinned + budget) for n, o in SINGLE_RUNS[args.what].items()}
     else:
-        out = args.out or ROOT / "outputs" / "twin_granular"
-        plan = table_plan(args.seeds, args.arms, out)
+        out = args.out or ROOT / "outputs" / TWINS[args.twin]["name"]
+        plan = table_plan(args.seeds, args.arms, out, args.twin)
     summary = execute(plan, prov, args.jobs, args.overwrite, [PRESET], out, args.what)
     if args.what in SINGLE_RUNS:
         from twin_table import write_sweep

@@ -108,3 +108,32 @@ def test_a_sweep_table_is_written_under_its_own_name(tmp_path):
     assert doc["runs"]["scrapl_padam_lr1e-4"]["theta_l1_permille"] == 210.0
     md = (res / "twin_pilot.md").read_text()
     assert md.startswith("# Granular twin: 𝒫-Adam staleness pilot") and "| scrapl_adamw_lr1e-4 | 49 | 130.0 |" in md
+
+
+def test_a_comparison_table_without_the_full_recipe_names_its_best_scrapl_arm(tmp_path):
+    # the g32 table runs param, the MSS arms and SCRAPL with AdamW only: its own files, its best SCRAPL arm's ratio
+    out, res = tmp_path / "runs", tmp_path / "results"
+    for seed in range(3):
+        _run(out, "param", seed, 70.0 + seed, [90, 80, 75, 70])
+        _run(out, "mss_random", seed, 170.0 + seed, [200, 180, 170, 170])
+        _run(out, "scrapl_adamw", seed, 90.0 - seed, [200, 140, 95, 90])
+    doc = twin_table.write_tables(out, res, "cmd", name="twin_granular_g32")
+    t = doc["targets"]
+    assert "scrapl_below_half_best_mss" not in t and "ablation_improves_each_step" not in t
+    best = t["best_scrapl_arm_below_half_best_mss"]
+    assert best["arm"] == "scrapl_adamw" and best["best_mss"] == "mss_random" and best["met"] is False  # 89 > 85.5
+    assert best["ratio_to_best_mss"] == pytest.approx(89.0 / 171.0)
+    assert doc["settings"]["P"] == 49  # taken from the SCRAPL run, not the P-loss one
+    assert doc["paired"]["mss_random→scrapl_adamw θ L1"]["delta_mean"] == pytest.approx(-82.0)
+    md = (res / "twin_granular_g32.md").read_text()
+    assert md.startswith("# Granular CPU twin at 32 grains") and (res / "twin_granular_g32.png").exists()
+    assert not (res / "twin_granular.json").exists()
+
+
+def test_the_g32_twin_adds_its_grain_count_to_every_run():
+    import twin_granular
+
+    plan = twin_granular.table_plan([0, 1], ["mss_random", "scrapl_adamw"], Path("out"), "g32")
+    assert sorted(plan) == ["mss_random/seed0", "mss_random/seed1", "scrapl_adamw/seed0", "scrapl_adamw/seed1"]
+    assert all("synth.n_grains=32" in o for _, o in plan.values())
+    assert not any("synth.n_grains=32" in o for _, o in twin_granular.table_plan([0], ["param"], Path("o")).values())
