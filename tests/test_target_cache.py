@@ -67,3 +67,52 @@ def test_eval_metrics_with_and_without_the_cache_agree():
     torch.testing.assert_close(on(x_hat, x)[key], off(x_hat, x)[key], rtol=1e-5, atol=0)
     on(x_hat, x)
     assert on.target_cache.hits == 2
+
+
+def test_a_bounded_cache_evicts_the_least_recently_used_rows():
+    loss = _loss()
+    _, x = _pair(B=4)
+    x = x.reshape(4, N)
+    one = TargetCoefficientCache().get(loss, x[:1], [0])[0]
+    cache = TargetCoefficientCache(max_mb=2.5 * one.numel() * one.element_size() / 2**20)  # room for two rows
+    cache.get(loss, x[:2], [0])
+    cache.get(loss, x[:1], [0])  # row 0 used again: row 1 is now the oldest
+    cache.get(loss, x[2:3], [0])  # a third row evicts row 1, not row 0
+    assert len(cache.memory) == 2 and cache.bytes <= cache.max_bytes
+    misses = cache.misses
+    cache.get(loss, x[:1], [0])
+    assert cache.misses == misses  # row 0 kept
+    cache.get(loss, x[1:2], [0])
+    assert cache.misses == misses + 1  # row 1 was evicted
+
+
+def test_scrapl_training_targets_are_transformed_once_per_sound_and_path_and_never_stale():
+    torch.manual_seed(0)
+    plain, cached = _loss(), _loss(target_cache_mb=64)
+    x_hat, x = _pair(B=4)
+    x_hat = x_hat.double().requires_grad_(True)
+    plain, cached = plain.double(), cached.double()
+    store = cached.target_store
+    for step in range(3):  # each "epoch" renders the same sounds again as new tensors, as the training step does
+        for p in (0, 5):
+            target = x.double().clone()
+            g_plain = torch.autograd.grad(plain(x_hat, target, paths=[p]), x_hat)[0]
+            v = cached(x_hat, target, paths=[p])
+            g_cached = torch.autograd.grad(v, x_hat)[0]
+            torch.testing.assert_close(v, plain(x_hat, target, paths=[p]), rtol=1e-12, atol=0)
+            torch.testing.assert_close(g_cached, g_plain, rtol=1e-10, atol=1e-14)
+    assert store.misses == 2 * 4 and store.hits == 2 * 2 * 4  # 4 sounds × 2 paths, computed in the first epoch only
+    changed = x.double().clone()
+    changed[2, 0, 100] += 1e-3  # one changed sound is a new key: recomputed, not served stale
+    cached(x_hat, changed, paths=[0])
+    assert store.misses == 2 * 4 + 1
+    torch.testing.assert_close(cached(x_hat, changed, paths=[0]), plain(x_hat, changed, paths=[0]), rtol=1e-12, atol=0)
+
+
+def test_scrapl_target_cache_size_is_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="target_cache_mb"):
+        _loss(target_cache_mb=-1)
+    with pytest.raises(ValueError, match="max_mb"):
+        TargetCoefficientCache(max_mb=0)

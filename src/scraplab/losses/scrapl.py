@@ -76,6 +76,12 @@ class SCRAPLLoss(nn.Module):
             under a non-uniform π (the paper's θ-IS deliberately omits it).
         seed: seed of the internal CPU generator for the loss's own draws (global RNG if None).
         eps: modulus smoothing of the JTFS.
+        target_cache_mb: 0 (default) recomputes the target's coefficients for every new target tensor (the same
+            tensor passed again reuses them). > 0 keeps them per target sound and path in an LRU store of that
+            many MiB (``metrics.target_cache.TargetCoefficientCache``, keyed by a digest of the sound's samples, so
+            a changed sound is never served stale): a fixed training set's targets are transformed once per path
+            instead of once per step. The values agree with a fresh computation to float32 round-off, not bit for
+            bit (rows computed in another batch). Memory-side and CPU-keyed: meant for CPU training.
 
     Shapes: ``x_hat`` and ``x`` are (B, N) or (B, C, N) float; channels are treated as extra examples.
     Returns a scalar: the batch mean of the (weighted, path-averaged) distances; with ``reduction="none"`` the
@@ -91,7 +97,7 @@ class SCRAPLLoss(nn.Module):
                  T: Optional[int] = None, F: Optional[int] = None, first_order: bool = False,
                  scaling: str = "norm", log1p: bool = False, log1p_eps: float = 1e-3,
                  probs: Optional[Sequence[float]] = None, importance_weighted: bool = False,
-                 seed: Optional[int] = None, eps: float = 1e-12):
+                 seed: Optional[int] = None, eps: float = 1e-12, target_cache_mb: float = 0.0):
         super().__init__()
         if scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
@@ -105,6 +111,12 @@ class SCRAPLLoss(nn.Module):
         self.last_paths: list[int] = []
         self._cache_key = None
         self._cache: dict[int, torch.Tensor] = {}
+        if target_cache_mb < 0:
+            raise ValueError(f"target_cache_mb must be >= 0, got {target_cache_mb!r}")
+        self.target_store = None
+        if target_cache_mb > 0:
+            from ..metrics.target_cache import TargetCoefficientCache  # (metrics imports this module lazily)
+            self.target_store = TargetCoefficientCache(max_mb=target_cache_mb)
 
     @property
     def n_paths(self) -> int:
@@ -189,6 +201,8 @@ class SCRAPLLoss(nn.Module):
         # private copy, so no way of refilling the tensor (in place, through .data or a NumPy view) goes unnoticed.
         # The copy costs B·N samples; the comparison one pass over them.
         x = x.detach()
+        if self.target_store is not None:
+            return self.target_store.get(self, x, paths)
         if self._cache_key is None or not _same(self._cache_key, x):
             self._cache_key, self._cache = x.clone(), {}
         missing = [p for p in dict.fromkeys(paths) if p not in self._cache]

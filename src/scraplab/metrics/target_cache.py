@@ -10,7 +10,8 @@ recomputes the same coefficients again and again (the TR-808 test set: ~2 min of
 * the source code of the scattering engine (an engine change invalidates every stored entry).
 
 ``folder=None`` keeps the entries in memory (one process); with a folder they are also written there as ``.pt``
-files and read by later processes. Coefficients computed for a row inside a different batch agree with a fresh
+files and read by later processes. ``max_mb`` bounds the memory entries (least recently used first out): training
+uses such a cache for its fixed data set's targets (``SCRAPLLoss(target_cache_mb=...)``). Coefficients computed for a row inside a different batch agree with a fresh
 computation to float32 round-off (batched BLAS kernels), not bit for bit.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -42,11 +44,16 @@ class TargetCoefficientCache:
 
     Args:
         folder: where to store entries for later processes; None = memory only.
+        max_mb: bound on the memory entries in MiB (least recently used evicted first); None = unbounded.
     """
 
-    def __init__(self, folder: Optional[str | Path] = None) -> None:
+    def __init__(self, folder: Optional[str | Path] = None, max_mb: Optional[float] = None) -> None:
+        if max_mb is not None and not max_mb > 0:
+            raise ValueError(f"max_mb must be positive (or None for no bound), got {max_mb!r}")
         self.folder = Path(folder) if folder is not None else None
-        self.memory: dict[str, torch.Tensor] = {}
+        self.max_bytes = None if max_mb is None else int(max_mb * 2**20)
+        self.memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.bytes = 0
         self.hits = self.misses = 0
 
     def _settings(self, loss, paths: Sequence[int], dtype: torch.dtype) -> bytes:
@@ -66,19 +73,28 @@ class TargetCoefficientCache:
 
     def _load(self, key: str) -> Optional[torch.Tensor]:
         if key in self.memory:
+            self.memory.move_to_end(key)
             return self.memory[key]
         if self.folder is not None and self._file(key).is_file():
             try:
                 value = torch.load(self._file(key), weights_only=True)
             except Exception:  # a torn or foreign file is recomputed (and rewritten), never trusted
                 return None
-            self.memory[key] = value
+            self._remember(key, value)
             return value
         return None
 
+    def _remember(self, key: str, value: torch.Tensor) -> None:
+        if key in self.memory:
+            self.bytes -= _nbytes(self.memory.pop(key))
+        self.memory[key] = value
+        self.bytes += _nbytes(value)
+        while self.max_bytes is not None and self.bytes > self.max_bytes and self.memory:
+            self.bytes -= _nbytes(self.memory.popitem(last=False)[1])
+
     def _store(self, key: str, value: torch.Tensor) -> None:
         value = value.detach().to("cpu").clone()
-        self.memory[key] = value
+        self._remember(key, value)
         if self.folder is not None:
             file = self._file(key)
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -101,3 +117,7 @@ class TargetCoefficientCache:
                 self._store(keys[b], s)
                 found[b] = s
         return torch.stack([v.to(device=x.device, dtype=x.dtype) for v in found])
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
