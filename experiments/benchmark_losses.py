@@ -4,7 +4,10 @@
 
 Each row times ``loss(x_hat, x).backward()`` w.r.t. ``x_hat`` on random signals (batch 4, 32768 samples, float32
 by default). SCRAPL is reported as the **mean step under uniform path sampling**: every path's time weighted by
-how often it is drawn (1/P), beside the median, fastest and slowest path. Paths that share a rate n2, a frequential
+how often it is drawn (1/P), beside the median, fastest and slowest path. Each timed SCRAPL step gets a target of
+new values (the in-loss cache would otherwise serve its coefficients); the ``_warm`` rows time the step of a fixed
+training set after its first epoch instead: ``target_cache_mb`` on, the target's coefficients for that path stored,
+the same sound passed again as a new tensor (its digest is part of the timed step). Paths that share a rate n2, a frequential
 subsampling and a spin class run the very same tensor shapes, so the quick mode times one representative per class
 and weights it by the class size; the full mode times every path.
 Peak memory: CUDA's max_memory_allocated, or on CPU the peak resident set of a fresh child process per row, minus
@@ -34,7 +37,8 @@ def build(name, n, device):
     from scraplab.losses.spectral import MSSLoss, RandomMSSLoss, RevisitedMSSLoss
 
     if name.startswith("scrapl_"):
-        return SCRAPLLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])]).to(device)
+        warm = {"target_cache_mb": 4096} if name.endswith("_warm") else {}
+        return SCRAPLLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])], **warm).to(device)
     if name.startswith("jtfs_"):
         return JTFSLoss(n, **JTFS_CONFIGS[int(name.split("_")[1])]).to(device)
     return {
@@ -81,9 +85,10 @@ def run_row(name, args):
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 
-    def step(paths=None):
+    def step(paths=None, target=None):
         x_hat = x_hat0.clone().requires_grad_(True)
-        v = loss(x_hat, x) if paths is None else loss(x_hat, x, paths=paths)
+        target = x if target is None else target
+        v = loss(x_hat, target) if paths is None else loss(x_hat, target, paths=paths)
         v.backward()
 
     rec = dict(loss=name.split("_")[0], name=name,
@@ -95,8 +100,12 @@ def run_row(name, args):
         for members in path_classes(loss):
             timed = members if not args.quick else members[:1]
             for p in timed:
-                # a fresh target per path: the target cache would otherwise hide the target-side cost
-                times = time_step(lambda: (x.add_(0.0), step([p])), device, repeats, warmup=0)
+                if name.endswith("_warm"):  # the target's coefficients stored, the same sound as a new tensor
+                    x_fixed = x.clone()
+                    step([p], x_fixed.clone())
+                    times = time_step(lambda: step([p], x_fixed.clone()), device, repeats, warmup=0)
+                else:  # new target values at every step: the cost of a target never seen before
+                    times = time_step(lambda: (x.add_(1e-3), step([p])), device, repeats, warmup=0)
                 per_path[p] = statistics.median(times)
             n_timed += len(timed)
             for p in members:
@@ -156,7 +165,8 @@ def main():
     if args._child:
         return child(args._child, args)
     rows = args.rows or ["mss_linear", "mss_loglin", "mss_revisited", "mss_random", "scattering1d", "scrapl_315",
-                         "scrapl_483", "jtfs_315"] + ([] if args.quick else ["jtfs_483"])
+                         "scrapl_315_warm", "scrapl_483", "scrapl_483_warm", "jtfs_315"] + (
+                         [] if args.quick else ["jtfs_483"])
     records = []
     for name in rows:  # one child process per row: CPU peak memory is a per-process high-water mark
         cmd = [sys.executable, __file__, "--_child", name, "--device", args.device, "--batch", str(args.batch),

@@ -102,10 +102,13 @@ def test_scrapl_training_targets_are_transformed_once_per_sound_and_path_and_nev
             torch.testing.assert_close(v, plain(x_hat, target, paths=[p]), rtol=1e-12, atol=0)
             torch.testing.assert_close(g_cached, g_plain, rtol=1e-10, atol=1e-14)
     assert store.misses == 2 * 4 and store.hits == 2 * 2 * 4  # 4 sounds × 2 paths, computed in the first epoch only
+    both = cached(x_hat, x.double().clone(), paths=[5, 0, 7])  # entries are per path: 0 and 5 reused, 7 computed
+    assert store.misses == 3 * 4 and store.hits == 2 * 2 * 4 + 2 * 4
+    torch.testing.assert_close(both, plain(x_hat, x.double().clone(), paths=[5, 0, 7]), rtol=1e-12, atol=0)
     changed = x.double().clone()
     changed[2, 0, 100] += 1e-3  # one changed sound is a new key: recomputed, not served stale
     cached(x_hat, changed, paths=[0])
-    assert store.misses == 2 * 4 + 1
+    assert store.misses == 3 * 4 + 1
     torch.testing.assert_close(cached(x_hat, changed, paths=[0]), plain(x_hat, changed, paths=[0]), rtol=1e-12, atol=0)
 
 

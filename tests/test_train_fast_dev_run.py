@@ -62,3 +62,17 @@ def test_fast_dev_run_full_length_synths(synth, tmp_path):
     cfg = compose_cfg([f"synth={synth}", "loss=scrapl", "debug=fdr", "data.batch_size=2"], tmp_path)
     assert train(cfg)["status"] == "ok"
 
+
+
+def test_the_training_target_cache_reuses_each_sound_from_the_second_epoch(tmp_path):
+    """loss.target_cache_mb > 0: the synthetic training set's targets render the same samples every epoch (seeded
+    rows), so from the second epoch on every (sound, path) the step needs is served from the store."""
+    cfg = tiny_cfg("granular", "scrapl", tmp_path, ["loss.target_cache_mb=64", "optim=p_saga", "trainer.max_steps=8",
+                                                    "synth.jtfs={J: 6, Q: [4, 1], J_fr: 2, Q_fr: 1}",
+                                                    "sampler.budget=28", "trainer.val_check_interval=8",
+                                                    "module.eval_loss=false"])
+    metrics = train(cfg)
+    # 10 training rows (60 % of the 4×4 grid) at batch 2: 5 steps per epoch; all P = 28 paths drawn at every step
+    assert metrics["scrapl/n_paths"] == 28 and metrics["steps"] == 8
+    assert metrics["scrapl/target_cache_misses"] == 10 * 28
+    assert metrics["scrapl/target_cache_hits"] == 3 * 2 * 28

@@ -242,6 +242,10 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         metrics["scrapl/state_bytes"] = int(optimizer.state_bytes())
     if objs["sampler"] is not None:
         metrics["scrapl/n_paths"] = int(objs["sampler"].n_paths)
+    store = getattr(objs["loss"], "target_store", None)
+    if store is not None:  # loss.target_cache_mb > 0: how often the training targets' coefficients were reused
+        metrics.update({"scrapl/target_cache_hits": store.hits, "scrapl/target_cache_misses": store.misses,
+                        "scrapl/target_cache_mb": store.bytes / 2**20})
     for cb in callbacks:
         if isinstance(cb, StepCostCallback):
             metrics.update(cb.metrics())

@@ -202,7 +202,7 @@ class SCRAPLLoss(nn.Module):
         # The copy costs B·N samples; the comparison one pass over them.
         x = x.detach()
         if self.target_store is not None:
-            return self.target_store.get(self, x, paths)
+            return self.target_store.get_per_path(self, x, paths)
         if self._cache_key is None or not _same(self._cache_key, x):
             self._cache_key, self._cache = x.clone(), {}
         missing = [p for p in dict.fromkeys(paths) if p not in self._cache]

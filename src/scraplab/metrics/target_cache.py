@@ -118,6 +118,29 @@ class TargetCoefficientCache:
                 found[b] = s
         return torch.stack([v.to(device=x.device, dtype=x.dtype) for v in found])
 
+    @torch.no_grad()
+    def get_per_path(self, loss, x: torch.Tensor, paths: Sequence[int]) -> torch.Tensor:
+        """As :meth:`get`, with one entry per (row, path): a training step's drawn paths are reused whatever paths
+        they were drawn with. The rows and paths not seen before are computed in one call (one first layer)."""
+        paths = [int(p) for p in paths]
+        settings = self._settings(loss, (), x.dtype)
+        digests = [self._key(settings, x[b]) for b in range(x.shape[0])]
+        found = [[self._load(f"{d}-{p}") for p in paths] for d in digests]
+        rows = [b for b in range(len(digests)) if any(v is None for v in found[b])]
+        todo = list(dict.fromkeys(p for b in rows for p, v in zip(paths, found[b]) if v is None))
+        n_missing = sum(v is None for r in found for v in r)
+        self.hits += len(digests) * len(paths) - n_missing
+        self.misses += n_missing
+        if rows:
+            S = loss._rho(loss.jtfs.forward_paths(x[rows], todo))
+            col = {p: k for k, p in enumerate(todo)}
+            for i, b in enumerate(rows):
+                for j, p in enumerate(paths):
+                    if found[b][j] is None:
+                        found[b][j] = S[i, col[p]]
+                        self._store(f"{digests[b]}-{p}", found[b][j])
+        return torch.stack([torch.stack(r) for r in found]).to(device=x.device, dtype=x.dtype)
+
 
 def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
