@@ -226,19 +226,15 @@ def test_target_cache_is_reused_for_an_unchanged_target(loss64, monkeypatch):
     assert calls == [[1, 2], [1, 2], [2], [1]]  # (prediction, target), then predictions only
 
 
-def test_inside_targets_on_every_path_a_new_target_is_transformed_on_every_path_at_once():
-    # θ-IS's warm-up asks for each path of the same targets in turn: the first miss computes them all
+def test_a_target_asked_for_a_second_path_is_transformed_on_every_path_at_once():
+    # θ-IS's warm-up asks for each path of the same targets in turn: from the second path on, all are served
     torch.manual_seed(0)
     loss = SCRAPLLoss(2048, J=6, Q=(4, 1), J_fr=2, Q_fr=1).double()
     x_hat, x = torch.randn(2, 2048, dtype=torch.float64), torch.randn(2, 2048, dtype=torch.float64)
-    fresh = SCRAPLLoss(2048, J=6, Q=(4, 1), J_fr=2, Q_fr=1).double()
-    with loss.targets_on_every_path() as store:
-        for p in (3, 9, 3):
-            torch.testing.assert_close(loss(x_hat, x, paths=[p]), fresh(x_hat, x, paths=[p]), rtol=1e-12, atol=0)
-        assert len(store.memory) == 2 * loss.n_paths and store.misses == 2 and store.hits == 4
-        loss(x_hat, torch.cat([x[:1], x[1:] + 1.0]), paths=[5])  # one new sound: its row alone, on every path
-        assert len(store.memory) == 3 * loss.n_paths
-    assert loss.target_store is None  # the loss's own (no) store is back
-    loss(x_hat, x, paths=[3])
-    loss(x_hat, x, paths=[9])
-    assert len(loss._cache) == 2  # outside the block: only the paths asked for
+    fresh = [SCRAPLLoss(2048, J=6, Q=(4, 1), J_fr=2, Q_fr=1).double()(x_hat, x, paths=[p]) for p in (3, 9)]
+    assert torch.allclose(loss(x_hat, x, paths=[3]), fresh[0], rtol=1e-12) and len(loss._cache) == 1
+    assert torch.allclose(loss(x_hat, x, paths=[9]), fresh[1], rtol=1e-12) and len(loss._cache) == loss.n_paths
+    loss(x_hat, x + 1.0, paths=[5])  # another target: one path again
+    assert len(loss._cache) == 1
+    loss.precompute_targets(x)
+    assert len(loss._cache) == loss.n_paths

@@ -96,13 +96,6 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
             "vectorize": bool(w.get("vectorize", False))}
 
 
-def _targets_on_every_path(loss):
-    """``loss.targets_on_every_path()`` where the loss has it (SCRAPL), else nothing."""
-    import contextlib
-
-    return loss.targets_on_every_path() if hasattr(loss, "targets_on_every_path") else contextlib.nullcontext()
-
-
 def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:
     """θ-IS: a 'fixed' sampler without π gets it from the stored file or computes it once (see theta_is_problem).
     Returns the seconds this took (the warm-up's cost, or the load of a stored π), None without θ-IS."""
@@ -116,8 +109,7 @@ def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:
     name = problem.pop("name")
     if rank_zero_only.rank != 0:  # DDP: rank 0 computes and stores π, the other ranks wait for the file
         problem["wait_s"] = float(sampler.warmup_settings.get("wait_s", 6 * 3600))
-    with _targets_on_every_path(objs["loss"]):  # the warm-up asks for each path of the same targets in turn
-        probs = load_or_compute(name, problem.pop("settings"), **problem)
+    probs = load_or_compute(name, problem.pop("settings"), **problem)
     sampler.set_probs(probs, source=f"theta_is/{name}")
     return time.time() - t0
 

@@ -103,14 +103,11 @@ def main(argv: Optional[list[str]] = None) -> Path:
         vals = torch.cat([torch.load(f, weights_only=True)["vals"] for f in files])
         out = store_probs(folder, p["name"], p["record"], probs, vals)
     else:
-        from scraplab.cli.train import _targets_on_every_path
-
         rng = shard_range(p["n_paths"], shard, n_shards)
-        with _targets_on_every_path(p["loss"]):
-            vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
-                                    synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
-                                    seed=p["seed"], solver=p["solver"], front=p["front"], front_dtype=p["front_dtype"],
-                                    vectorize=p["vectorize"])
+        vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
+                                synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
+                                seed=p["seed"], solver=p["solver"], front=p["front"], front_dtype=p["front_dtype"],
+                                vectorize=p["vectorize"])
         out = save_shard(shard_dir / f"{shard}of{n_shards}.pt", vals, rng, p["n_paths"], p["record"])
     print(out)
     return out

@@ -45,19 +45,15 @@ class TargetCoefficientCache:
     Args:
         folder: where to store entries for later processes; None = memory only.
         max_mb: bound on the memory entries in MiB (least recently used evicted first); None = unbounded.
-        every_path: :meth:`get_per_path` transforms a row it misses on every path of the loss at once (for callers
-            that will ask for each path in turn).
     """
 
-    def __init__(self, folder: Optional[str | Path] = None, max_mb: Optional[float] = None,
-                 every_path: bool = False) -> None:
+    def __init__(self, folder: Optional[str | Path] = None, max_mb: Optional[float] = None) -> None:
         if max_mb is not None and not max_mb > 0:
             raise ValueError(f"max_mb must be positive (or None for no bound), got {max_mb!r}")
         self.folder = Path(folder) if folder is not None else None
         self.max_bytes = None if max_mb is None else int(max_mb * 2**20)
         self.memory: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.bytes = 0
-        self.every_path = bool(every_path)
         self.hits = self.misses = 0
 
     def _settings(self, loss, paths: Sequence[int], dtype: torch.dtype) -> bytes:
@@ -132,9 +128,6 @@ class TargetCoefficientCache:
         found = [[self._load(f"{d}-{p}") for p in paths] for d in digests]
         rows = [b for b in range(len(digests)) if any(v is None for v in found[b])]
         todo = list(dict.fromkeys(p for b in rows for p, v in zip(paths, found[b]) if v is None))
-        if rows and self.every_path:
-            have = set(todo)
-            todo += [p for p in range(loss.n_paths) if p not in have]
         n_missing = sum(v is None for r in found for v in r)
         self.hits += len(digests) * len(paths) - n_missing
         self.misses += n_missing
@@ -145,8 +138,7 @@ class TargetCoefficientCache:
                 for j, p in enumerate(paths):
                     if found[b][j] is None:
                         found[b][j] = S[i, col[p]]
-                for p in todo:
-                    self._store(f"{digests[b]}-{p}", S[i, col[p]])
+                        self._store(f"{digests[b]}-{p}", found[b][j])
         return torch.stack([torch.stack(r) for r in found]).to(device=x.device, dtype=x.dtype)
 
 
