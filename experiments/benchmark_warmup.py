@@ -64,13 +64,6 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     models = build_front_models(enc, pr["synth_fn"], pr["x"], pr["synth_kwargs"], front[0], compute_dtype=torch.float64)
     build_s = time.perf_counter() - t0
-    # the targets on every path in one pass, as the warm-up's second path triggers it (one cost per run, like the
-    # models): the timed paths then cost what the other paths of a run cost
-    t0 = time.perf_counter()
-    for x in pr["x"]:
-        pr["loss"].precompute_targets(x)
-    targets_s = time.perf_counter() - t0  # (kept for the last batch only: one batch, as in the presets)
-    print(f"targets on all {P} paths in {targets_s:.1f} s", flush=True)
     print(f"shared first layer: models of {len(models)} batch(es) built in {build_s:.1f} s "
           f"({sum(m.nbytes for m in models if m is not None) / 2**20:.0f} MiB)", flush=True)
     # name -> (solver, steps, shared first layer); "converged" is the float32 per-path value run to convergence,
@@ -99,7 +92,7 @@ def main(argv=None) -> dict:
                 progress=False, vectorize=vectorize, **kw)[0])
             secs.append(time.perf_counter() - t0)
         vals[name], per_path_s[name] = torch.stack(rows), secs
-        extra = targets_s + (build_s if shared else 0.0)  # each shard transforms its targets (builds its models) once
+        extra = build_s if shared else 0.0  # each shard builds its models once
         print(f"{name:<16} {statistics.mean(secs):6.2f} s/path  → P = {P}: "
               f"{(extra + statistics.mean(secs) * P) / 60:6.1f} min on 1 core, "
               f"{(extra + statistics.mean(secs) * P / 2) / 60:6.1f} min on 2 (2 shards)", flush=True)
@@ -108,7 +101,7 @@ def main(argv=None) -> dict:
     rows = {}
     for name, (solver, k, shared, vectorize) in runs.items():
         mean_s = statistics.mean(per_path_s[name])
-        extra = targets_s + (build_s if shared else 0.0)
+        extra = build_s if shared else 0.0
         rows[name] = {"solver": solver, "steps": k, "shared_first_layer": shared, "vectorize": vectorize,
                       "s_per_path": mean_s,
                       "est_total_min_1_core": (extra + mean_s * P) / 60,
@@ -121,7 +114,7 @@ def main(argv=None) -> dict:
               f"{rows[name]['spearman_pi_vs_converged']:.4f}, vs float64 {rows[name]['spearman_pi_vs_exact']:.4f}; "
               f"median |C − C64|/C64 {rel[name]:.3g}")
     doc = {"overrides": args.overrides, "P": P, "n_examples": sum(int(x.shape[0]) for x in pr["x"]), "n_iter": n_iter,
-           "sampled_paths": paths, "threads": args.threads, "front_build_s": build_s, "targets_s": targets_s, "rows": rows,
+           "sampled_paths": paths, "threads": args.threads, "front_build_s": build_s, "rows": rows,
            "target_min_2_cores": 5.0, "target_spearman": 0.99}
     return finish_measurement(doc, prov, args.json)
 

@@ -224,17 +224,3 @@ def test_target_cache_is_reused_for_an_unchanged_target(loss64, monkeypatch):
     loss64(x_hat + 1.0, x, paths=[2])  # same target (also a copy of it): no new target transform
     loss64(x_hat, x.clone(), paths=[1])
     assert calls == [[1, 2], [1, 2], [2], [1]]  # (prediction, target), then predictions only
-
-
-def test_a_target_asked_for_a_second_path_is_transformed_on_every_path_at_once():
-    # θ-IS's warm-up asks for each path of the same targets in turn: from the second path on, all are served
-    torch.manual_seed(0)
-    loss = SCRAPLLoss(2048, J=6, Q=(4, 1), J_fr=2, Q_fr=1).double()
-    x_hat, x = torch.randn(2, 2048, dtype=torch.float64), torch.randn(2, 2048, dtype=torch.float64)
-    fresh = [SCRAPLLoss(2048, J=6, Q=(4, 1), J_fr=2, Q_fr=1).double()(x_hat, x, paths=[p]) for p in (3, 9)]
-    assert torch.allclose(loss(x_hat, x, paths=[3]), fresh[0], rtol=1e-12) and len(loss._cache) == 1
-    assert torch.allclose(loss(x_hat, x, paths=[9]), fresh[1], rtol=1e-12) and len(loss._cache) == loss.n_paths
-    loss(x_hat, x + 1.0, paths=[5])  # another target: one path again
-    assert len(loss._cache) == 1
-    loss.precompute_targets(x)
-    assert len(loss._cache) == loss.n_paths

@@ -196,12 +196,6 @@ class SCRAPLLoss(nn.Module):
     def _rho(self, S):
         return torch.log1p(S / self.log1p_eps) if self.log1p else S
 
-    def precompute_targets(self, x: torch.Tensor) -> None:
-        """Transform the target ``x`` ((B, N) or (B, C, N)) on every path now, in one pass, and keep the result
-        while that target comes back (what a second request of other paths for the same target does by itself)."""
-        x = x.reshape(-1, x.shape[-1]).to(self.jtfs.psi1.dtype)
-        self._target_coefficients(x, range(self.n_paths))
-
     def _target_coefficients(self, x, paths):
         # Reused while the target's values are those the cached coefficients were computed from: compared against a
         # private copy, so no way of refilling the tensor (in place, through .data or a NumPy view) goes unnoticed.
@@ -212,11 +206,6 @@ class SCRAPLLoss(nn.Module):
         if self._cache_key is None or not _same(self._cache_key, x):
             self._cache_key, self._cache = x.clone(), {}
         missing = [p for p in dict.fromkeys(paths) if p not in self._cache]
-        if missing and self._cache:
-            # A second request of other paths for the same target: the caller is going through the paths in turn
-            # (θ-IS's warm-up, per-path diagnostics), so the rest are computed now in one pass that shares the
-            # target's first layer, instead of one first layer per path (~8x cheaper over P = 315 paths).
-            missing = [p for p in range(self.n_paths) if p not in self._cache]
         if missing:
             with torch.no_grad():
                 S = self._rho(self.jtfs.forward_paths(x, missing))
