@@ -164,6 +164,10 @@ def main():
         torch.set_num_threads(args.threads)
     if args._child:
         return child(args._child, args)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from runplan import finish_measurement, measurement_provenance  # experiments/runplan.py, next to this file
+
+    prov = measurement_provenance("experiments/benchmark_losses.py", sys.argv[1:])
     rows = args.rows or ["mss_linear", "mss_loglin", "mss_revisited", "mss_random", "scattering1d", "scrapl_315",
                          "scrapl_315_warm", "scrapl_483", "scrapl_483_warm", "jtfs_315"] + (
                          [] if args.quick else ["jtfs_483"])
@@ -188,9 +192,15 @@ def main():
         print("\nratio of mean step to MSS Linear (same run):")
         for r in records:
             print(f"  {r['name']:>14}  {r['mean_vs_mss_linear']:8.2f}x")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=2)
+    warm = {r["name"][: -len("_warm")]: r for r in records if r["name"].endswith("_warm")}
+    if warm:
+        print("\nSCRAPL step with the target's coefficients stored (a fixed training set after its first epoch):")
+        for name, r in warm.items():
+            cold = next((c for c in records if c["name"] == name), None)
+            if cold:
+                print(f"  {name:>14}  {cold['mean_ms']:7.1f} -> {r['mean_ms']:7.1f} ms ({r['mean_ms'] / cold['mean_ms']:.2f}x)")
+    # the records, with the commit, command, versions and machine load (rows compare only within one file)
+    finish_measurement({"rows": records, "threads": args.threads or torch.get_num_threads()}, prov, args.json)
 
 
 if __name__ == "__main__":
