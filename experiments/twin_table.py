@@ -338,7 +338,11 @@ def write_tables(out: Path, results: Path, command: str, name: str = "twin_granu
     doc = {"arms": arms, "settings": _settings(first), "paired": paired, "targets": _targets(arms, paired),
            "provenance": {**_one_commit(out, by_arm), "command": command}}
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{name}.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    (results / f"{name}.md").write_text(_md(doc, command, name))
+    # folders and commands relative to the checkout the runs were made in (nothing names a machine's own folders)
+    out_abs = out.resolve()
+    root = next((q.parent for q in (out_abs, *out_abs.parents) if q.name == "outputs"), out_abs)
+    local = lambda text: text.replace(f"{root}/", "").replace(str(root), ".")  # noqa: E731
+    (results / f"{name}.json").write_text(local(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
+    (results / f"{name}.md").write_text(local(_md(doc, command, name)))
     _plot(arms, results / f"{name}.png", TABLE_TITLES.get(name, name).split(":")[0])
     return doc

@@ -128,6 +128,8 @@ def test_a_comparison_table_without_the_full_recipe_names_its_best_scrapl_arm(tm
     md = (res / "twin_granular_g32.md").read_text()
     assert md.startswith("# Granular CPU twin at 32 grains") and (res / "twin_granular_g32.png").exists()
     assert not (res / "twin_granular.json").exists()
+    text = (res / "twin_granular_g32.json").read_text()
+    assert str(tmp_path) not in text and '"folder": "scrapl_adamw/seed0"' in text  # folders relative to the runs
 
 
 def test_the_g32_twin_adds_its_grain_count_to_every_run():
