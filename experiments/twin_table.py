@@ -28,6 +28,14 @@ PAPER = {  # paper Tables 1–2 (granular, test θ L1 ‰, 20 seeds; JTFS 1 run)
     "scrapl_padam": 87.4, "scrapl_psaga": 73.8, "scrapl_thetais": 65.7}
 
 
+def _checkout_relative(out: Path):
+    """text -> text with the folders of the checkout that holds ``out`` (the one above its ``outputs/``, else ``out``
+    itself) written relative to it: result files never name a machine's own folders."""
+    out_abs = Path(out).resolve()
+    root = next((q.parent for q in (out_abs, *out_abs.parents) if q.name == "outputs"), out_abs)
+    return lambda text: text.replace(f"{root}/", "").replace(str(root), ".")
+
+
 def _run_row(folder: Path) -> dict:
     run = read_run(folder, METRIC)
     steps, vals = run.history if run.history else ([], [])
@@ -51,7 +59,8 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
     doc = {"runs": rows, "provenance": {k: summary[k] for k in ("commit", "dirty", "command", "versions", "wall_s",
                                                                  "load_before", "load_after", "jobs")}}
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{name}.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    local = _checkout_relative(out)
+    (results / f"{name}.json").write_text(local(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     title = {"twin_sweep": "sweep over P and learning rate", "twin_long": "long run",
              "twin_pilot": "𝒫-Adam staleness pilot (constant lr 1e-4)",
              "twin_grains": "grain-count pilot (64 grains per 1 s example)",
@@ -69,7 +78,7 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
                      f"{r['per_param'].get('density', float('nan')):.1f} | {r['per_param'].get('slope', float('nan')):.1f} | "
                      f"{curve} | {r['conv_steps'] or '–'} | {r['ms_per_step'] or float('nan'):.0f} | "
                      f"{'–' if r['warmup_s'] is None else format(r['warmup_s'], '.0f')} |")
-    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (results / f"{name}.md").write_text(local("\n".join(lines)) + "\n")
     return doc
 
 
@@ -119,7 +128,8 @@ def write_diagnosis(out: Path, results: Path, summary: dict, table_json: Optiona
            "provenance": {k: summary[k] for k in ("commit", "dirty", "command", "versions", "wall_s",
                                                    "load_before", "load_after", "jobs")}}
     results.mkdir(parents=True, exist_ok=True)
-    (results / "twin_diagnose.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    local = _checkout_relative(out)
+    (results / "twin_diagnose.json").write_text(local(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     lines = ["# Granular twin: does 𝒫-Adam's per-path second moment cost the slope?", "",
              f"`{summary['command']}` at commit `{summary['commit'][:10]}` ({summary['jobs']} runs at once, 1 thread "
              f"each, {summary['wall_s'] / 60:.0f} min); the table's arms from `twin_granular.json` (runs at "
@@ -139,7 +149,7 @@ def write_diagnosis(out: Path, results: Path, summary: dict, table_json: Optiona
         "Anchors (a table run rerun at this commit, first validation): " + "; ".join(
         f"{k} step {v['step']}: {v['val_theta_l1_permille']:.6f} vs table {v['table_val_theta_l1_permille']:.6f} "
         f"({'identical' if v['identical'] else 'DIFFERENT'})" for k, v in anchors.items())]
-    (results / "twin_diagnose.md").write_text("\n".join(lines) + "\n")
+    (results / "twin_diagnose.md").write_text(local("\n".join(lines)) + "\n")
     return doc
 
 
@@ -332,16 +342,13 @@ def write_tables(out: Path, results: Path, command: str, name: str = "twin_granu
         for a in ("scrapl_adamw", "scrapl_thetais"):
             if m in seeds and a in seeds:
                 paired[f"{m}→{a} θ L1"] = _paired(seeds[m], seeds[a], "theta_l1_permille", f"{m}→{a}")
-    # the settings of a SCRAPL run (its P), else of any run
-    first = next(iter(next((by_arm[a] for a in ("scrapl_psaga", *LABELS) if a.startswith("scrapl") and a in by_arm),
-                           next(iter(by_arm.values())))))
+    # the settings of a SCRAPL run (its P), 𝒫-SAGA's first, else of any run
+    scrapl = [a for a in ("scrapl_psaga", *LABELS) if a.startswith("scrapl_") and a in by_arm]
+    first = by_arm[scrapl[0] if scrapl else next(iter(by_arm))][0]
     doc = {"arms": arms, "settings": _settings(first), "paired": paired, "targets": _targets(arms, paired),
            "provenance": {**_one_commit(out, by_arm), "command": command}}
     results.mkdir(parents=True, exist_ok=True)
-    # folders and commands relative to the checkout the runs were made in (nothing names a machine's own folders)
-    out_abs = out.resolve()
-    root = next((q.parent for q in (out_abs, *out_abs.parents) if q.name == "outputs"), out_abs)
-    local = lambda text: text.replace(f"{root}/", "").replace(str(root), ".")  # noqa: E731
+    local = _checkout_relative(out)
     (results / f"{name}.json").write_text(local(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     (results / f"{name}.md").write_text(local(_md(doc, command, name)))
     _plot(arms, results / f"{name}.png", TABLE_TITLES.get(name, name).split(":")[0])

@@ -108,6 +108,7 @@ def test_a_sweep_table_is_written_under_its_own_name(tmp_path):
     assert doc["runs"]["scrapl_padam_lr1e-4"]["theta_l1_permille"] == 210.0
     md = (res / "twin_pilot.md").read_text()
     assert md.startswith("# Granular twin: 𝒫-Adam staleness pilot") and "| scrapl_adamw_lr1e-4 | 49 | 130.0 |" in md
+    assert str(tmp_path) not in (res / "twin_pilot.json").read_text()  # folders relative to the runs
 
 
 def test_a_comparison_table_without_the_full_recipe_names_its_best_scrapl_arm(tmp_path):
