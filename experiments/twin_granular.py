@@ -10,6 +10,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py grains_const   # the same 𝒫-arms at a constant lr (the paper's schedule)
     python experiments/twin_granular.py scale          # 𝒫-SAGA at the paper's batch (32), and with its encoder
     python experiments/twin_granular.py grains32       # 32 grains: the twin whose path directions match the paper's
+    python experiments/twin_granular.py batch32        # 32 grains at the paper's batch and visits per path
     bash experiments/run_twin_granular.sh              # run + table: the one command
     python experiments/twin_granular.py run --twin g32 --arms param mss_linear mss_random scrapl_adamw
     python experiments/twin_granular.py table --twin g32   # the same at 32 grains: experiments/results/twin_granular_g32.*
@@ -129,6 +130,16 @@ SCALE: dict[str, list[str]] = {
 # (AdamW -> 𝒫-Adam: density 153 -> 89 ‰, slope 46 -> 86 ‰). Does the twin's ladder then run the paper's way?
 GRAINS32: dict[str, list[str]] = {name: ARMS[name] + ["synth.n_grains=32"] for name in (*ABLATION, "mss_random")}
 
+# The paper's batch and visits per path on the 32-grain twin (its path profile is the paper's): batch 32 for 3000 steps
+# draws each of the 49 paths 61 times with 32 examples a visit, the paper's 19 200 / 315 steps at batch 32. The
+# 64-grain batch-32 run of SCALE was stopped at step 1700; this pair runs to the end, with AdamW beside 𝒫-SAGA so
+# that the batch's effect on each optimizer is read in the same run.
+BATCH32: dict[str, list[str]] = {
+    f"{name}_b32": ARMS[name] + ["synth.n_grains=32", "data.batch_size=32", "trainer.max_steps=3000",
+                                 "trainer.val_check_interval=100"]
+    for name in ("scrapl_adamw", "scrapl_psaga")
+}
+
 # The twins a multi-seed table can run on: the preset as it is (16 grains; the committed table twin_granular.*), and
 # the preset at 32 grains, whose start-θ path profile is the paper's (GRAINS32 above) and where SCRAPL with AdamW
 # reached 0.51x MSS Random at seed 0 (twin_grains32.md). Each twin has its own run folders and result files.
@@ -139,7 +150,8 @@ TWINS: dict[str, dict] = {
 
 # The plans of named single runs (seed 0 each), summarised by twin_table.write_sweep as twin_<what>.{json,md}
 SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS,
-                                                "grains_const": GRAINS_CONST, "scale": SCALE, "grains32": GRAINS32}
+                                                "grains_const": GRAINS_CONST, "scale": SCALE, "grains32": GRAINS32,
+                                                "batch32": BATCH32}
 
 
 TwinError = RunPlanError  # the name the table script and older notes use
