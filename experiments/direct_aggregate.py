@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ("mss_linear", "mss_loglin", "mss_random", "jtfs", "scrapl_padam", "scrapl_psaga", "scrapl_thetais")
+ORDER = ("mss_linear", "mss_loglin", "mss_random", "jtfs", "scrapl_adam", "scrapl_padam", "scrapl_psaga",
+         "scrapl_thetais")
 LABELS = {"mss_linear": "MSS Linear", "mss_loglin": "MSS Log+Linear", "mss_random": "MSS Random",
-          "jtfs": "JTFS (all paths)", "scrapl_padam": "SCRAPL + 𝒫-Adam", "scrapl_psaga": "SCRAPL + 𝒫-Adam + 𝒫-SAGA",
+          "jtfs": "JTFS (all paths)", "scrapl_adam": "SCRAPL (Adam)", "scrapl_padam": "SCRAPL + 𝒫-Adam", "scrapl_psaga": "SCRAPL + 𝒫-Adam + 𝒫-SAGA",
           "scrapl_thetais": "SCRAPL + 𝒫-Adam + 𝒫-SAGA + θ-IS"}
 THRESHOLD = 100.0
 
@@ -50,7 +51,7 @@ def summarise(raw: dict) -> dict:
             "curve_per_param": err.mean(axis=(1, 2)).T.tolist()}
 
 
-def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv) -> Path:
+def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv, tag: str | None = None) -> Path:
     from direct_optimization import provenance
     raws = {arm: json.loads((raw_dir / f"{synth}_{arm}.json").read_text()) for arm in ORDER
             if (raw_dir / f"{synth}_{arm}.json").exists()}
@@ -59,6 +60,10 @@ def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv) -> Path:
     commits = {r["provenance"]["commit"] for r in raws.values()}
     if len(commits) != 1 or any(r["provenance"]["dirty"] for r in raws.values()):
         raise ValueError(f"raw files come from different or uncommitted code: {sorted(map(str, commits))}")
+    # which problem (the paper's synth, or a twin preset's): every arm must have solved the same one
+    problems = {arm: {k: r.get(k) for k in ("preset", "synth_kw", "n_samples", "jtfs")} for arm, r in raws.items()}
+    if len({json.dumps(p, sort_keys=True) for p in problems.values()}) != 1:
+        raise ValueError(f"raw files under {raw_dir} solve different problems: {problems}")
     arms = {arm: summarise(r) for arm, r in raws.items()}
     for arm, r in raws.items():
         if "probs" in r:  # θ-IS π: kept with the table (direction_agreement.py reads it from there too)
@@ -78,19 +83,21 @@ def aggregate(synth: str, raw_dir: Path, out_dir: Path, argv) -> Path:
                 steps, err = _curves(raws[arm])
                 a.setdefault("steps_to", {})[ref] = first_step_below(steps, err.mean(axis=(1, 2, 3)), level)
     names = next(iter(raws.values()))["param_names"]
-    result = {"synth": synth, "param_names": names, "arms": arms, "paired": paired(raws, names),
+    result = {"synth": synth, "problem": next(iter(problems.values())), "param_names": names, "arms": arms, "paired": paired(raws, names),
               "settings": {a: r["settings"] for a, r in raws.items()},
               "raw_provenance": {a: r["provenance"] for a, r in raws.items()},
               "provenance": {**provenance(list(argv)), "raw_commit": commits.pop()}}
     out_dir.mkdir(parents=True, exist_ok=True)
-    jfile = out_dir / f"direct_{synth}.json"
+    stem = f"direct_{synth}" + (f"_{tag}" if tag else "")
+    jfile = out_dir / f"{stem}.json"
     jfile.write_text(json.dumps(result, indent=1))
-    (out_dir / f"direct_{synth}.md").write_text(markdown(result))
-    plot(result, out_dir / f"direct_{synth}.png")
+    (out_dir / f"{stem}.md").write_text(markdown(result))
+    plot(result, out_dir / f"{stem}.png")
     return jfile
 
 
-PAIRS = (("scrapl_padam", "scrapl_psaga"), ("scrapl_psaga", "scrapl_thetais"), ("scrapl_padam", "scrapl_thetais"),
+PAIRS = (("scrapl_adam", "scrapl_padam"), ("scrapl_adam", "scrapl_psaga"), ("mss_random", "scrapl_adam"),
+         ("scrapl_padam", "scrapl_psaga"), ("scrapl_psaga", "scrapl_thetais"), ("scrapl_padam", "scrapl_thetais"),
          ("mss_random", "scrapl_thetais"), ("mss_random", "scrapl_psaga"))
 
 
@@ -113,7 +120,11 @@ def markdown(res: dict) -> str:
     names, arms = res["param_names"], res["arms"]
     head = ["arm", *[f"{n} θ L1 ‰" for n in names], "mean ‰", "targets × seeds", "steps",
             f"steps to ≤ {THRESHOLD:.0f} ‰", "CPU s", "CPU s / trajectory"]
-    lines = [f"# θ recovery by direct optimisation: {res['synth']}", "",
+    prob = res.get("problem") or {}
+    where = "" if not prob.get("preset") else (
+        f" on the twin `{prob['preset']}` {json.dumps(prob['synth_kw']) if prob['synth_kw'] else ''}"
+        f" ({prob['n_samples']} samples, JTFS {json.dumps(prob['jtfs'])})")
+    lines = [f"# θ recovery by direct optimisation: {res['synth']}{where}", "",
              "Final θ L1 ‰ (mean over targets of the seed-averaged error, ± 95 % CI over targets).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm in ORDER:

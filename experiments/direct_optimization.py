@@ -25,12 +25,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ARMS = ("mss_linear", "mss_loglin", "mss_random", "jtfs", "scrapl_padam", "scrapl_psaga", "scrapl_thetais")
+ARMS = ("mss_linear", "mss_loglin", "mss_random", "jtfs", "scrapl_adam", "scrapl_padam", "scrapl_psaga",
+        "scrapl_thetais")
 ERROR_PERMILLE = 100.0  # the paper's convergence threshold (metrics.theta.CONVERGENCE_THRESHOLD_PERMILLE)
 
 
-def build_synth(name: str):
+def build_synth(name: str, preset: str | None = None, synth_kw: dict | None = None):
+    """The paper's synth, or (``preset``) the synth of a CPU-twin preset with ``synth_kw`` replacing some of its
+    arguments (``direction_agreement.twin_synth``): the same direct experiment on the twin's problem."""
     from scraplab.synths import ChirpletSynth, GranularSynth
+    if preset is not None:
+        if name != "granular":
+            raise ValueError(f"--preset is a granular twin; got --synth {name}")
+        from direction_agreement import twin_synth  # experiments/, the script's own folder
+        return twin_synth(preset, synth_kw=synth_kw)
+    if synth_kw:
+        raise ValueError("--synth-kw needs --preset")
     return {"granular": GranularSynth, "chirplet": ChirpletSynth}[name]()
 
 
@@ -60,6 +70,8 @@ def build_arm(arm: str, synth, lr: float, eps: float, seed: int):
     if arm == "jtfs":
         return JTFSLoss(shape=synth.n_samples, **jtfs), None, False
     loss = SCRAPLLoss(shape=synth.n_samples, **jtfs)
+    if arm == "scrapl_adam":  # one Adam state for every path (the encoder table's AdamW arm, without weight decay)
+        return loss, (lambda params, n_paths=None: torch.optim.Adam(params, lr=lr, eps=eps)), False
     opt = factories.p_adam if arm == "scrapl_padam" else factories.p_saga
     return loss, (lambda params, n_paths=None: opt(params, n_paths=n_paths, lr=lr, weight_decay=0.0, eps=eps)), \
         arm == "scrapl_thetais"
@@ -87,7 +99,8 @@ def run_arm(a: argparse.Namespace) -> Path:
     from scraplab.sampling import PathSampler
     torch.set_num_threads(a.threads)
     prov = provenance(sys.argv)
-    synth = build_synth(a.synth)
+    synth_kw = json.loads(a.synth_kw) if a.synth_kw else None
+    synth = build_synth(a.synth, a.preset, synth_kw)
     theta_star, target_seeds = test_targets(synth, a.n_targets)
     jtfs_arm = a.arm == "jtfs"
     n_t = a.jtfs_targets if jtfs_arm else a.n_targets
@@ -96,7 +109,8 @@ def run_arm(a: argparse.Namespace) -> Path:
     theta_star, target_seeds = theta_star[:n_t], target_seeds[:n_t]
     with torch.no_grad():
         x = synth(theta_star.float(), target_seeds)
-    out = {"synth": a.synth, "arm": a.arm, "param_names": synth.param_names, "theta_star": theta_star.tolist(),
+    out = {"synth": a.synth, "arm": a.arm, "preset": a.preset, "synth_kw": synth_kw or {},
+           "n_samples": synth.n_samples, "jtfs": dict(synth.jtfs_defaults), "param_names": synth.param_names, "theta_star": theta_star.tolist(),
            "target_seeds": target_seeds.tolist(), "settings": {"steps": steps, "lr": a.lr, "lr_decay": a.lr_decay, "eps": a.eps,
                                                                "warmup_examples": a.warmup_examples,
                                                                "warmup_iter": a.warmup_iter,
@@ -158,16 +172,21 @@ def main(argv=None) -> None:
     r.add_argument("--warmup-iter", type=int, default=20)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--progress", action="store_true")
+    r.add_argument("--preset", default=None, help="a granular CPU-twin preset (configs/experiment/<preset>.yaml): "
+                   "its synth, signal length and JTFS instead of the paper's")
+    r.add_argument("--synth-kw", default=None, help='with --preset: JSON replacing some synth arguments, e.g. '
+                   '\'{"n_grains": 32}\'')
     g = sub.add_parser("aggregate", help="raw per-arm JSON → direct_<synth>.json / .md / plot")
     g.add_argument("--synth", choices=("granular", "chirplet"), required=True)
     g.add_argument("--raw", required=True)
     g.add_argument("--out", default="experiments/results")
+    g.add_argument("--tag", default=None, help="result files direct_<synth>_<tag>.* (a twin's problem)")
     a = p.parse_args(argv)
     if a.cmd == "run":
         print(run_arm(a))
     else:
         from direct_aggregate import aggregate  # experiments/ is the script's own folder
-        print(aggregate(a.synth, Path(a.raw), Path(a.out), sys.argv))
+        print(aggregate(a.synth, Path(a.raw), Path(a.out), sys.argv, tag=a.tag))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,27 @@ def test_aggregate_refuses_raw_files_of_other_code(tmp_path, second):
     (tmp_path / "granular_scrapl_padam.json").write_text(json.dumps(_raw("scrapl_padam", _errs(90.0), **second)))
     with pytest.raises(ValueError, match="different or uncommitted code"):
         agg.aggregate("granular", tmp_path, tmp_path / "res", ["x"])
+
+
+def _twin(raw: dict, n_grains: int) -> dict:
+    return {**raw, "preset": "twin_granular", "synth_kw": {"n_grains": n_grains}, "n_samples": 8192,
+            "jtfs": {"J": 9, "Q": [8, 1], "J_fr": 2, "Q_fr": 1}}
+
+
+def test_a_twin_table_gets_its_own_files_and_names_its_problem(tmp_path):
+    (tmp_path / "granular_scrapl_adam.json").write_text(json.dumps(_twin(_raw("scrapl_adam", _errs(80.0)), 32)))
+    (tmp_path / "granular_scrapl_psaga.json").write_text(json.dumps(_twin(_raw("scrapl_psaga", _errs(90.0)), 32)))
+    out = agg.aggregate("granular", tmp_path, tmp_path / "res", ["x"], tag="twin_g32")
+    assert out.name == "direct_granular_twin_g32.json" and not (tmp_path / "res" / "direct_granular.json").exists()
+    res = json.loads(out.read_text())
+    assert res["problem"]["synth_kw"] == {"n_grains": 32} and res["problem"]["n_samples"] == 8192
+    assert "scrapl_psaga - scrapl_adam" in res["paired"]
+    md = (tmp_path / "res" / "direct_granular_twin_g32.md").read_text()
+    assert "twin `twin_granular`" in md and "SCRAPL (Adam)" in md
+
+
+def test_aggregate_refuses_arms_that_solved_different_problems(tmp_path):
+    (tmp_path / "granular_scrapl_adam.json").write_text(json.dumps(_twin(_raw("scrapl_adam", _errs(80.0)), 32)))
+    (tmp_path / "granular_scrapl_psaga.json").write_text(json.dumps(_twin(_raw("scrapl_psaga", _errs(90.0)), 16)))
+    with pytest.raises(ValueError, match="different problems"):
+        agg.aggregate("granular", tmp_path, tmp_path / "res", ["x"], tag="t")
