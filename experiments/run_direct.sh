@@ -4,6 +4,8 @@
 #
 #   bash experiments/run_direct.sh                     # both synths, every arm, 2 jobs at a time (1 thread each)
 #   SYNTHS=chirplet ARMS="mss_linear scrapl_padam" bash experiments/run_direct.sh
+#   TWIN=g32 bash experiments/run_direct.sh            # granular on the 32-grain twin's problem (1 s, P = 49):
+#                                                      # outputs/direct_twin_g32, experiments/results/direct_granular_twin_g32.*
 #
 # Settings (defaults of experiments/direct_optimization.py, written into every result file):
 # * 32 θ combinations of the paper grid's test split (32 per axis), each rendered once with its own grid seed;
@@ -20,13 +22,27 @@
 # * chirplet runs 100 steps (JTFS 30): the 6-target sweep had it at 37–58 ‰ by step 100 (lr 0.05–0.1), and the 2-core
 #   budget of a session could not hold 250 for both synths (ARGS_chirplet / ARGS_granular change either).
 # Raw per-arm files go to $RAW (default outputs/direct); the aggregation refuses raw files of different commits.
+# TWIN=g16|g32: the same experiment on a granular CPU twin's problem (configs/experiment/twin_granular.yaml, 16 or
+# 32 grains per 1 s example, P = 49), with the SCRAPL + Adam arm beside the 𝒫-arms: does a per-path unit step point
+# θ's slope back to the target there, without an encoder in between?
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TWIN=${TWIN:-}
+case "$TWIN" in
+  "") TAG=""; TWIN_ARGS=""; DEFAULT_ARMS="jtfs scrapl_thetais scrapl_psaga scrapl_padam mss_linear mss_loglin mss_random" ;;
+  g16) TAG=twin_g16; TWIN_ARGS="--preset twin_granular" ;;
+  g32) TAG=twin_g32; TWIN_ARGS='--preset twin_granular --synth-kw {"n_grains":32}' ;;
+  *) echo "TWIN must be g16 or g32, got $TWIN" >&2; exit 2 ;;
+esac
+if [[ -n $TWIN ]]; then
+  SYNTHS=granular
+  DEFAULT_ARMS="jtfs scrapl_thetais scrapl_psaga scrapl_padam scrapl_adam mss_linear mss_random"
+fi
 SYNTHS=${SYNTHS:-granular chirplet}
-ARMS=${ARMS:-jtfs scrapl_thetais scrapl_psaga scrapl_padam mss_linear mss_loglin mss_random}
-RAW=${RAW:-outputs/direct}
+ARMS=${ARMS:-$DEFAULT_ARMS}
+RAW=${RAW:-outputs/direct${TAG:+_$TAG}}
 JOBS=${JOBS:-2}
-ARGS_granular=${ARGS_granular:-}
+ARGS_granular="${ARGS_granular:-} $TWIN_ARGS"
 ARGS_chirplet=${ARGS_chirplet:---steps 100 --jtfs-steps 30}
 export ARGS_granular ARGS_chirplet
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -40,5 +56,6 @@ for synth in $SYNTHS; do for arm in $ARMS; do echo "$synth $arm"; done; done |
   xargs -P "$JOBS" -L 1 bash -c 'args=ARGS_$0; python experiments/direct_optimization.py run --synth "$0" \
     --arm "$1" ${!args} --out '"$RAW"' > '"$RAW"'/"$0"_"$1".log 2>&1 && echo "$(date -u +%H:%M:%S) done $0 $1"'
 for synth in $SYNTHS; do
-  python experiments/direct_optimization.py aggregate --synth "$synth" --raw "$RAW" --out experiments/results
+  python experiments/direct_optimization.py aggregate --synth "$synth" --raw "$RAW" --out experiments/results \
+    ${TAG:+--tag $TAG}
 done
