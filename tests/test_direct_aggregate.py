@@ -89,3 +89,13 @@ def test_aggregate_refuses_arms_that_solved_different_problems(tmp_path):
     (tmp_path / "granular_scrapl_psaga.json").write_text(json.dumps(_twin(_raw("scrapl_psaga", _errs(90.0)), 16)))
     with pytest.raises(ValueError, match="different problems"):
         agg.aggregate("granular", tmp_path, tmp_path / "res", ["x"], tag="t")
+
+
+def test_the_direct_experiment_builds_a_twins_synth():
+    import direct_optimization as direct
+    synth = direct.build_synth("granular", "twin_granular", {"n_grains": 32})
+    assert synth.n_samples == 8192 and synth.n_grains == 32
+    assert dict(synth.jtfs_defaults)["J"] == 9  # the twin's JTFS (P = 49), not the paper's J = 12
+    assert direct.build_synth("granular").n_samples == 32768
+    with pytest.raises(ValueError, match="needs --preset"):
+        direct.build_synth("granular", None, {"n_grains": 32})
