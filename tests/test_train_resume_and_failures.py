@@ -149,3 +149,28 @@ def test_theta_is_sampler_computes_pi_once_then_reuses_it(tmp_path, monkeypatch)
     train(tiny_cfg("granular", "scrapl", tmp_path / "b", extra))
     assert stored[0].stat().st_mtime == mtime  # same settings: π reused, not recomputed
     assert list((tmp_path / "a" / "images").rglob("path_probs_0.png"))  # non-uniform π is pictured
+
+
+def test_init_weights_starts_from_a_checkpoints_encoder_with_a_fresh_optimizer(tmp_path):
+    first = train(tiny_cfg("granular", "scrapl", tmp_path / "a", RESUME + ["trainer.max_steps=2", "test_ckpt=last"]))
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    enc = {k: v for k, v in _state(ckpt)["state_dict"].items() if k.startswith("encoder.")}
+    fine = ["optim=adamw", "optim.lr=1e-3", "eval_init=true"]
+    tuned = train(tiny_cfg("granular", "scrapl", tmp_path / "b", RESUME + fine + [f"init_weights={ckpt}"]))
+    # the test pass before training (init/) scores the loaded encoder: the first run's test of its last weights
+    assert tuned["init/theta_l1_permille"] == pytest.approx(first["test/theta_l1_permille"], rel=1e-6)
+    scratch = train(tiny_cfg("granular", "scrapl", tmp_path / "c", RESUME + fine))
+    assert tuned["init/theta_l1_permille"] != pytest.approx(scratch["init/theta_l1_permille"], rel=1e-3)
+    assert tuned["init_weights"] == str(ckpt) and tuned["steps"] == 4  # a fresh step count: all 4 steps
+    b = _state(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert "path_state" not in b["optimizer_states"][0]  # AdamW from scratch, not the checkpoint's 𝒫-SAGA state
+    assert not all(torch.equal(enc[k], b["state_dict"][k]) for k in enc)  # and it trained on from there
+
+
+def test_init_weights_refuses_a_resume_and_another_encoder(tmp_path):
+    train(tiny_cfg("granular", "scrapl", tmp_path / "a", RESUME + ["trainer.max_steps=1"]))
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="a resume restores the weights"):
+        train(tiny_cfg("granular", "scrapl", tmp_path / "b", RESUME + [f"init_weights={ckpt}", f"ckpt_path={ckpt}"]))
+    with pytest.raises(ConfigError, match="does not fit this one"):
+        train(tiny_cfg("granular", "scrapl", tmp_path / "c", RESUME + [f"init_weights={ckpt}", "encoder.channels=8"]))

@@ -59,6 +59,25 @@ def _checkpoint_callback(trainer: L.Trainer):
     return getattr(trainer, "checkpoint_callback", None)
 
 
+def load_init_weights(module, cfg: DictConfig) -> None:
+    """``init_weights=PATH``: the encoder weights of a checkpoint, nothing else (a fresh optimizer, sampler, step
+    count and RNG). Refused with ``ckpt_path`` (a resume restores everything), for a checkpoint of another synth,
+    and for one whose encoder does not fit this one, each naming the file."""
+    path = str(cfg.init_weights)
+    if cfg.get("ckpt_path"):
+        raise ConfigError(f"init_weights={path} and ckpt_path={cfg.ckpt_path}: a resume restores the weights "
+                          "already; give one of them")
+    ckpt = safe_load(path)
+    run_folder.check_same_synth(ckpt, cfg, path)
+    weights = {k[len("encoder."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("encoder.")}
+    ours = module.encoder.state_dict()
+    bad = sorted(set(ours) ^ set(weights)) or [k for k in ours if weights[k].shape != ours[k].shape]
+    if bad:
+        raise ConfigError(f"init_weights={path}: its encoder does not fit this one ({', '.join(bad[:3])}); was it "
+                          "trained with another encoder config?")
+    module.encoder.load_state_dict(weights)
+
+
 def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
     """The θ-IS warm-up problem of a run (paper §3.4): what ``load_or_compute`` needs, keyed by a settings digest.
 
@@ -81,6 +100,8 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
     settings = {k: to_container(cfg[k]) for k in ("synth", "loss", "encoder") if k in cfg}
     settings.update({"data": {k: v for k, v in to_container(cfg.data).items() if k not in ("num_workers",)},
                      "model_seed": int(cfg.seed)})
+    if cfg.get("init_weights"):  # the encoder at the start is the checkpoint's (absent otherwise: stored π keep their names)
+        settings["init_weights_sha1"] = hashlib.sha1(Path(str(cfg.init_weights)).read_bytes()).hexdigest()
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     loss = objs["loss"]
     # One first layer per batch, modelled to second order in float64, instead of one per path (θ-IS `front`)
@@ -199,6 +220,8 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         if rank_zero_only.rank == 0:
             (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     module.run_config = to_container(cfg)
+    if cfg.get("init_weights"):  # before θ-IS: its π is computed at the encoder the run starts from
+        load_init_weights(module, cfg)
     warmup_s = _prepare_theta_is(objs, cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:  # refuses a corrupt or unsafe file with one line naming it, and a checkpoint of another synth
@@ -214,6 +237,8 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         lg.log_hyperparams(to_container(cfg))
 
     metrics: dict[str, Any] = {"run_dir": str(out_dir)}
+    if cfg.get("init_weights"):
+        metrics["init_weights"] = str(cfg.init_weights)
     if warmup_s is not None:
         metrics["theta_is/warmup_s"] = warmup_s
     run["metrics"] = metrics
