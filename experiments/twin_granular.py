@@ -11,6 +11,7 @@ scattering path is drawn many times in a 2-core run (preset ``configs/experiment
     python experiments/twin_granular.py scale          # 𝒫-SAGA at the paper's batch (32), and with its encoder
     python experiments/twin_granular.py grains32       # 32 grains: the twin whose path directions match the paper's
     python experiments/twin_granular.py batch32        # 32 grains at the paper's batch and visits per path
+    python experiments/twin_granular.py finetune       # AdamW and 𝒫-SAGA continue from a 32-grain AdamW checkpoint
     bash experiments/run_twin_granular.sh              # run + table: the one command
     python experiments/twin_granular.py run --twin g32 --arms param mss_linear mss_random scrapl_adamw
     python experiments/twin_granular.py table --twin g32   # the same at 32 grains: experiments/results/twin_granular_g32.*
@@ -140,6 +141,18 @@ BATCH32: dict[str, list[str]] = {
     for name in ("scrapl_adamw", "scrapl_psaga")
 }
 
+# Finding the slope or keeping it? Both optimizers continue, at a constant lr 1e-4 for 2000 steps, from the 32-grain
+# table's SCRAPL (AdamW) seed-0 best checkpoint, which has learned the slope (test 111.7 ‰, the untrained encoder
+# 234 ‰). If 𝒫-SAGA's per-path unit steps only fail to find the slope, its slope error stays low from there; if they
+# push it away, it climbs back toward the untrained level. Needs the g32 table's runs in this checkout
+# (python experiments/twin_granular.py run --twin g32 --arms scrapl_adamw --seeds 0).
+FROM_ADAMW = "init_weights=outputs/twin_granular_g32/scrapl_adamw/seed0/checkpoints/best.ckpt"
+FINETUNE: dict[str, list[str]] = {
+    f"{name}_from_adamw": ARMS[name] + ["synth.n_grains=32", FROM_ADAMW, "scheduler=null", "optim.lr=1e-4",
+                                        "trainer.max_steps=2000", "trainer.val_check_interval=100"]
+    for name in ("scrapl_adamw", "scrapl_psaga")
+}
+
 # The twins a multi-seed table can run on: the preset as it is (16 grains; the committed table twin_granular.*), and
 # the preset at 32 grains, whose start-θ path profile is the paper's (GRAINS32 above) and where SCRAPL with AdamW
 # reached 0.51x MSS Random at seed 0 (twin_grains32.md). Each twin has its own run folders and result files.
@@ -151,7 +164,7 @@ TWINS: dict[str, dict] = {
 # The plans of named single runs (seed 0 each), summarised by twin_table.write_sweep as twin_<what>.{json,md}
 SINGLE_RUNS: dict[str, dict[str, list[str]]] = {"sweep": SWEEP, "long": LONG, "pilot": PILOT, "grains": GRAINS,
                                                 "grains_const": GRAINS_CONST, "scale": SCALE, "grains32": GRAINS32,
-                                                "batch32": BATCH32}
+                                                "batch32": BATCH32, "finetune": FINETUNE}
 
 
 TwinError = RunPlanError  # the name the table script and older notes use

@@ -67,6 +67,7 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
              "twin_grains_const": "grain-count pilot at a constant lr (64 grains, 𝒫-arms)",
              "twin_grains32": "32 grains per example (the paper's path profile), the ablation ladder and MSS Random",
              "twin_batch32": "32 grains at the paper's batch (32) and visits per path (61), AdamW and 𝒫-SAGA",
+             "twin_finetune": "AdamW and 𝒫-SAGA continued from the 32-grain AdamW run's checkpoint (lr 1e-4)",
              }.get(name, name)
     lines = [f"# Granular twin: {title} (seed 0)", "",
              f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread each.",
