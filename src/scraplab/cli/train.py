@@ -2,8 +2,8 @@
 
 The run folder (``${hydra:runtime.output_dir}``) receives the resolved ``config.yaml``, ``checkpoints/``
 (``best.ckpt`` on val/score and ``last.ckpt``), logged audio and images, and ``metrics.json`` with at least
-``test/theta_l1_permille``, ``init/theta_l1_permille`` (same split, untrained encoder), ``wall_s``, ``steps`` and,
-with a path-aware optimizer, ``scrapl/state_bytes``; the step cost of ``scraplab.metrics.cost.StepCostCallback``
+``test/theta_l1_permille``, ``init/theta_l1_permille`` (same split, the untrained encoder or ``init_weights``),
+``wall_s``, ``steps`` and, with a path-aware optimizer, ``scrapl/state_bytes``; the step cost of ``scraplab.metrics.cost.StepCostCallback``
 (``cost/...``, when that callback is configured); the test audio distances (``test/audio/...``, final test
 only, with ``module.test_audio``, plus ``audio/jtfs_paths``: the JTFS path subset used). ``history.json`` holds the
 validation θ-L1 curve (``{"step": [...], "val/theta_l1_permille": [...]}``; not written under ddp_spawn).
@@ -291,8 +291,9 @@ def _summary(metrics: dict) -> str:
     lines = [f"run folder: {metrics['run_dir']}", f"steps: {metrics['steps']}  wall: {metrics['wall_s']:.1f} s"]
     if metrics.get("test/theta_l1_permille") is not None:
         init = metrics.get("init/theta_l1_permille")
+        start = "init_weights encoder" if metrics.get("init_weights") else "untrained encoder"
         lines.append(f"test θ-L1: {metrics['test/theta_l1_permille']:.1f} ‰"
-                     + (f"  (untrained encoder: {init:.1f} ‰)" if init is not None else ""))
+                     + (f"  ({start}: {init:.1f} ‰)" if init is not None else ""))
     return "\n".join(lines)
 
 
