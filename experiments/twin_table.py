@@ -67,7 +67,6 @@ def write_sweep(out: Path, results: Path, summary: dict, name: str = "twin_sweep
              "twin_grains_const": "grain-count pilot at a constant lr (64 grains, 𝒫-arms)",
              "twin_grains32": "32 grains per example (the paper's path profile), the ablation ladder and MSS Random",
              "twin_batch32": "32 grains at the paper's batch (32) and visits per path (61), AdamW and 𝒫-SAGA",
-             "twin_finetune": "AdamW and 𝒫-SAGA continued from the 32-grain AdamW run's checkpoint (lr 1e-4)",
              }.get(name, name)
     lines = [f"# Granular twin: {title} (seed 0)", "",
              f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread each.",
@@ -152,6 +151,53 @@ def write_diagnosis(out: Path, results: Path, summary: dict, table_json: Optiona
         f"{k} step {v['step']}: {v['val_theta_l1_permille']:.6f} vs table {v['table_val_theta_l1_permille']:.6f} "
         f"({'identical' if v['identical'] else 'DIFFERENT'})" for k, v in anchors.items())]
     (results / "twin_diagnose.md").write_text(local("\n".join(lines)) + "\n")
+    return doc
+
+
+def write_finetune(out: Path, results: Path, summary: dict, name: str = "twin_finetune") -> dict:
+    """twin_finetune.{json,md}: per seed, the start (the AdamW checkpoint's test θ L1, ``init/``) and the end of each
+    optimizer continued from it, the slope prediction's spread, and the paired end difference 𝒫-SAGA − AdamW."""
+    from twin_granular import FINETUNE_ARMS  # next to this file
+    rows: dict[str, dict[int, dict]] = {a: {} for a in FINETUNE_ARMS}
+    for rec in summary["runs"]:
+        arm = rec["name"].split("/")[0].removesuffix("_from_adamw")
+        row = _run_row(out / rec["name"])
+        m = read_run(out / rec["name"], METRIC).metrics
+        row["init_per_param"] = {p: m.get(f"init/theta_l1_permille/{p}") for p in row["per_param"]}
+        row["slope_spread"] = m.get("test/theta_spread_ratio/slope")
+        row["init_slope_spread"] = m.get("init/theta_spread_ratio/slope")
+        rows[arm][row["seed"]] = row
+    a, b = rows[FINETUNE_ARMS[0]], rows[FINETUNE_ARMS[1]]
+    paired = {"theta_l1_permille": _paired(a, b, "theta_l1_permille", "end θ L1")}
+    for p in ("density", "slope"):
+        pa = {s: {"v": r["per_param"].get(p)} for s, r in a.items()}
+        pb = {s: {"v": r["per_param"].get(p)} for s, r in b.items()}
+        paired[p] = _paired(pa, pb, "v", f"end {p}")
+    doc = {"runs": {arm: {str(s): r for s, r in sorted(by_seed.items())} for arm, by_seed in rows.items()},
+           "paired_psaga_minus_adamw": paired,
+           "provenance": {k: summary[k] for k in ("commit", "dirty", "command", "versions", "wall_s", "load_before",
+                                                    "load_after", "jobs")}}
+    local = _checkout_relative(out)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(local(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
+    lines = ["# Granular twin at 32 grains: AdamW and 𝒫-SAGA continued from the AdamW run's best checkpoint", "",
+             f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread "
+             "each; constant lr 1e-4, 2000 steps at batch 8. Test θ L1 ‰ (density / slope); slope spread = the "
+             "predicted slope's spread over the test set relative to the targets' (1: as varied as the targets).", "",
+             "| seed | start (the AdamW checkpoint) | start slope spread | arm | end | end slope spread | "
+             "val θ L1 ‰ at steps |", "|---|---|---|---|---|---|---|"]
+    for arm, by_seed in rows.items():
+        for s, r in sorted(by_seed.items()):
+            curve = ", ".join(f"{t}: {v:.0f}" for t, v in zip(r["val_steps"], r["val_theta_l1_permille"]) if t % 500 == 0)
+            ip = r["init_per_param"]
+            lines.append(f"| {s} | {r['init_theta_l1_permille']:.1f} ({ip['density']:.1f} / {ip['slope']:.1f}) | "
+                         f"{r['init_slope_spread']:.2f} | {LABELS[arm]} | {r['theta_l1_permille']:.1f} "
+                         f"({r['per_param']['density']:.1f} / {r['per_param']['slope']:.1f}) | "
+                         f"{r['slope_spread']:.2f} | {curve} |")
+    lines += ["", "Paired over seeds, end 𝒫-SAGA − AdamW: " + ("; ".join(
+        f"{k} {v['delta_mean']:+.1f} ± {v['t_ci95']:.1f} ‰ (p = {v['p_value']:.3f})"
+        for k, v in paired.items() if v and v["t_ci95"] is not None) or "needs ≥ 2 seeds") + "."]
+    (results / f"{name}.md").write_text(local("\n".join(lines)) + "\n")
     return doc
 
 

@@ -140,3 +140,37 @@ def test_the_g32_twin_adds_its_grain_count_to_every_run():
     assert sorted(plan) == ["mss_random/seed0", "mss_random/seed1", "scrapl_adamw/seed0", "scrapl_adamw/seed1"]
     assert all("synth.n_grains=32" in o for _, o in plan.values())
     assert not any("synth.n_grains=32" in o for _, o in twin_granular.table_plan([0], ["param"], Path("o")).values())
+
+
+def test_the_finetune_plan_starts_each_seed_from_its_own_adamw_checkpoint():
+    import twin_granular
+
+    plan = twin_granular.finetune_plan([0, 2], Path("out"))
+    assert sorted(plan) == ["scrapl_adamw_from_adamw/seed0", "scrapl_adamw_from_adamw/seed2",
+                            "scrapl_psaga_from_adamw/seed0", "scrapl_psaga_from_adamw/seed2"]
+    folder, ov = plan["scrapl_psaga_from_adamw/seed2"]
+    assert folder == Path("out/scrapl_psaga_from_adamw/seed2") and "optim=p_saga" in ov and "seed=2" in ov
+    assert "init_weights=outputs/twin_granular_g32/scrapl_adamw/seed2/checkpoints/best.ckpt" in ov
+
+
+def test_the_finetune_table_pairs_the_two_optimizers_by_seed(tmp_path):
+    out, res = tmp_path / "outputs" / "twin_finetune", tmp_path / "results"
+    for seed in range(2):
+        for arm, end in (("scrapl_adamw_from_adamw", 95.0 + seed), ("scrapl_psaga_from_adamw", 110.0 + 3 * seed)):
+            _run(out, arm, seed, end, [100, 100, 100, end])
+            f = out / arm / f"seed{seed}" / "metrics.json"
+            m = json.loads(f.read_text())
+            m.update({"init/theta_l1_permille": 100.0 + seed, "init/theta_l1_permille/density": 90.0,
+                      "init/theta_l1_permille/slope": 110.0, "init/theta_spread_ratio/slope": 0.7,
+                      "test/theta_spread_ratio/slope": 0.6})
+            f.write_text(json.dumps(m))
+    names = [f"{a}/seed{s}" for s in range(2) for a in ("scrapl_adamw_from_adamw", "scrapl_psaga_from_adamw")]
+    summary = {"runs": [{"name": n} for n in names], "commit": "abc", "dirty": False, "command": "cmd",
+               "versions": {}, "wall_s": 1.0, "load_before": 0.1, "load_after": 0.2, "jobs": 2}
+    doc = twin_table.write_finetune(out, res, summary)
+    d = doc["paired_psaga_minus_adamw"]["theta_l1_permille"]
+    assert d["n"] == 2 and d["delta_mean"] == pytest.approx(16.0)  # (110 − 95 + 113 − 96) / 2
+    assert doc["paired_psaga_minus_adamw"]["slope"]["delta_mean"] == pytest.approx(16.0)  # test + 10 on both sides
+    md = (res / "twin_finetune.md").read_text()
+    assert "| 1 | 101.0 (90.0 / 110.0) | 0.70 | + 𝒫-SAGA | 113.0 (103.0 / 123.0) | 0.60 |" in md
+    assert str(tmp_path) not in (res / "twin_finetune.json").read_text()
