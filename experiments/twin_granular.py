@@ -147,8 +147,9 @@ BATCH32: dict[str, list[str]] = {
 # from there; if they push it away, it climbs back toward the untrained level. Needs the g32 table's AdamW runs in
 # this checkout (python experiments/twin_granular.py run --twin g32 --arms scrapl_adamw).
 FINETUNE_ARMS = ("scrapl_adamw", "scrapl_psaga")
+# test_ckpt=last: the question is where each optimizer leaves the encoder, not its best validation on the way
 FINETUNE = ["synth.n_grains=32", "scheduler=null", "optim.lr=1e-4", "trainer.max_steps=2000",
-            "trainer.val_check_interval=100"]
+            "trainer.val_check_interval=100", "test_ckpt=last"]
 
 
 def finetune_plan(seeds: list[int], out: Path) -> dict[str, tuple[Path, list[str]]]:

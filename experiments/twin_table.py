@@ -182,7 +182,8 @@ def write_finetune(out: Path, results: Path, summary: dict, name: str = "twin_fi
     (results / f"{name}.json").write_text(local(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
     lines = ["# Granular twin at 32 grains: AdamW and 𝒫-SAGA continued from the AdamW run's best checkpoint", "",
              f"`{summary['command']}` at commit `{summary['commit'][:10]}`; {summary['jobs']} runs at once, 1 thread "
-             "each; constant lr 1e-4, 2000 steps at batch 8. Test θ L1 ‰ (density / slope); slope spread = the "
+             "each; constant lr 1e-4, 2000 steps at batch 8; the end is the last weights. Test θ L1 ‰ (density / "
+             "slope); slope spread = the "
              "predicted slope's spread over the test set relative to the targets' (1: as varied as the targets).", "",
              "| seed | start (the AdamW checkpoint) | start slope spread | arm | end | end slope spread | "
              "val θ L1 ‰ at steps |", "|---|---|---|---|---|---|---|"]
