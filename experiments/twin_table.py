@@ -43,6 +43,9 @@ def _run_row(folder: Path) -> dict:
     return {"folder": str(folder), "seed": run.seed, "method": run.method,
             "theta_l1_permille": m[METRIC], "per_param": run.per_param,
             "init_theta_l1_permille": m.get("init/theta_l1_permille"),
+            "init_per_param": {p: m.get(f"init/theta_l1_permille/{p}") for p in run.per_param},
+            "slope_spread": m.get("test/theta_spread_ratio/slope"),
+            "init_slope_spread": m.get("init/theta_spread_ratio/slope"),
             "conv_steps": steps_to_convergence(steps, vals, THRESHOLD) if steps else None,
             "steps_to_150": steps_to_convergence(steps, vals, LOOSE) if steps else None,
             "val_steps": steps, "val_theta_l1_permille": vals, "ms_per_step": run.ms_per_step,
@@ -162,10 +165,6 @@ def write_finetune(out: Path, results: Path, summary: dict, name: str = "twin_fi
     for rec in summary["runs"]:
         arm = rec["name"].split("/")[0].removesuffix("_from_adamw")
         row = _run_row(out / rec["name"])
-        m = read_run(out / rec["name"], METRIC).metrics
-        row["init_per_param"] = {p: m.get(f"init/theta_l1_permille/{p}") for p in row["per_param"]}
-        row["slope_spread"] = m.get("test/theta_spread_ratio/slope")
-        row["init_slope_spread"] = m.get("init/theta_spread_ratio/slope")
         rows[arm][row["seed"]] = row
     a, b = rows[FINETUNE_ARMS[0]], rows[FINETUNE_ARMS[1]]
     paired = {"theta_l1_permille": _paired(a, b, "theta_l1_permille", "end θ L1")}

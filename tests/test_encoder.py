@@ -58,3 +58,16 @@ def test_bad_input_length_and_bins_above_nyquist_raise():
         enc(torch.randn(2, 1, 4096))
     with pytest.raises(ValueError, match="Nyquist"):
         LogCQT(8192, 8192, J=5, Q=12, fmin=2000.0)
+
+
+def test_encoder_weights_names_missing_extra_and_misshaped_keys():
+    from scraplab.models.encoder import Spectral2DCNN, encoder_weights
+    enc = Spectral2DCNN((24, 16), n_params=2, channels=4, latent_dim=8)
+    state = {f"encoder.{k}": v.clone() for k, v in enc.state_dict().items()}
+    weights, bad = encoder_weights({**state, "sampler.x": torch.zeros(1)}, enc)
+    assert bad == [] and set(weights) == set(enc.state_dict())  # other prefixes are not the encoder's
+    key = "shared.0.weight"
+    state_bad = {**state, f"encoder.{key}": torch.zeros(3, 3), "encoder.extra": torch.zeros(1)}
+    del state_bad["encoder.heads.0.0.bias"]
+    _, bad = encoder_weights(state_bad, enc)
+    assert set(bad) == {key, "extra", "heads.0.0.bias"}

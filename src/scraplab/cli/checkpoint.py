@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scraplab.cli.build import build_encoder, build_synth
+from scraplab.models.encoder import encoder_weights
 from scraplab.cli.presets import apply_overrides
 
 # Globals allowed beyond torch's weights-only set. The app writes checkpoints of tensors, numbers, strings and
@@ -75,10 +76,8 @@ def load_encoder(ckpt_path: str | Path, device: str = "cpu") -> tuple[Any, Any, 
     cfg = run_config(ckpt, ckpt_path)
     synth = build_synth(cfg)
     encoder = build_encoder(cfg.encoder, synth)
-    prefix = "encoder."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {ckpt_path} does not fit the encoder of its own config: {err}") from err
+    state, bad = encoder_weights(ckpt["state_dict"], encoder)
+    if bad:
+        raise ValueError(f"checkpoint {ckpt_path} does not fit the encoder of its own config ({', '.join(bad[:3])})")
+    encoder.load_state_dict(state)
     return synth.to(device).eval(), encoder.to(device).eval(), cfg

@@ -36,6 +36,7 @@ from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
 from scraplab.cli.presets import check_cpu_preset, with_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
 from scraplab.metrics.cost import StepCostCallback
+from scraplab.models.encoder import encoder_weights
 from scraplab.locations import config_dir
 from scraplab.training.callbacks import latest_last_checkpoints
 
@@ -69,9 +70,7 @@ def load_init_weights(module, cfg: DictConfig) -> None:
                           "already; give one of them")
     ckpt = safe_load(path)
     run_folder.check_same_synth(ckpt, cfg, path)
-    weights = {k[len("encoder."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("encoder.")}
-    ours = module.encoder.state_dict()
-    bad = sorted(set(ours) ^ set(weights)) or [k for k in ours if weights[k].shape != ours[k].shape]
+    weights, bad = encoder_weights(ckpt.get("state_dict", {}), module.encoder)
     if bad:
         raise ConfigError(f"init_weights={path}: its encoder does not fit this one ({', '.join(bad[:3])}); was it "
                           "trained with another encoder config?")

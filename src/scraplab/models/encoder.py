@@ -115,6 +115,17 @@ class Encoder(nn.Module):
         return self.cnn(self.scalogram(x))
 
 
+def encoder_weights(state_dict: dict[str, torch.Tensor], encoder: nn.Module,
+                    prefix: str = "encoder.") -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The ``prefix``-ed entries of a training checkpoint's ``state_dict`` as ``encoder``'s own keys, and what keeps
+    them from fitting it: keys one has and the other lacks, and keys whose shapes differ (empty when they fit)."""
+    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    ours = encoder.state_dict()
+    bad = sorted(set(ours) ^ set(weights))
+    bad += [k for k in ours if k in weights and weights[k].shape != ours[k].shape]
+    return weights, bad
+
+
 def n_weights(module: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -30,6 +30,7 @@ from scraplab.losses.scrapl import weighted_path_loss
 from scraplab.losses.spectral import MSSLoss
 from scraplab.metrics.spread import COLLAPSE_RATIO, is_collapsed, theta_spread
 from scraplab.metrics.theta import theta_l1_permille
+from scraplab.models.encoder import encoder_weights
 
 _EVAL_STEP = 987_654_321  # fixed "step" mixed into meso prediction seeds at validation/test
 
@@ -382,9 +383,9 @@ class SoundMatchingModule(L.LightningModule):
                                        float(cached))}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        missing = [k for k in self.encoder.state_dict() if f"encoder.{k}" not in checkpoint["state_dict"]]
-        if missing:
-            raise ValueError(f"checkpoint does not fit this encoder: missing {missing[:3]}... "
+        _, bad = encoder_weights(checkpoint["state_dict"], self.encoder)
+        if bad:
+            raise ValueError(f"checkpoint does not fit this encoder: {', '.join(bad[:3])}... "
                              "(was it trained with another synth or encoder config?)")
         if self.sampler is not None and "sampler" in checkpoint:
             self.sampler.load_state_dict(checkpoint["sampler"])
