@@ -2,15 +2,17 @@
 
 For each checkpoint of a twin table's run folders (and the untrained encoder of each seed), the encoder's features
 on the synthetic train and test splits are read at two depths: ``conv``, the global mean after the conv blocks
-(``channels`` values), and ``latent``, the shared layer's output (``latent_dim`` values, eval mode). A ridge
-regression fitted on the train split's features (standardised; λ by 5-fold cross-validation on train) predicts
-the true θ of the test split. Its test θ L1 ‰ per parameter, beside the encoder's own heads', says what the features
-hold that a linear readout can find: if 𝒫-SAGA's features predict the slope as well as AdamW's while its heads do
+(``channels`` values), and ``latent``, the shared layer's output (``latent_dim`` values, eval mode). Two readouts
+fitted on the train split's features (standardised) predict the true θ of the test split: a ridge regression (λ by
+5-fold cross-validation on train; what a linear head can find) and k nearest neighbours (k by leave-one-out; what is
+there in any form a neighbourhood keeps). Their test θ L1 ‰ per parameter, beside the encoder's own heads', says
+what the features hold: if 𝒫-SAGA's features predict the slope as well as AdamW's while its heads do
 not, the slope is lost in the readout; if they predict it no better than the untrained encoder's, it is lost in
 the features.
 
     python experiments/readout_probe.py --runs outputs/twin_granular_g32 \
-        --arms param mss_random scrapl_adamw scrapl_psaga scrapl_thetais --tag g32
+        --arms param mss_linear mss_random scrapl_adamw scrapl_psaga scrapl_thetais \
+        --extra adamw_b32=outputs/twin_batch32/scrapl_adamw_b32 psaga_b32=outputs/twin_batch32/scrapl_psaga_b32 --tag g32
 
 writes ``experiments/results/readout_probe_<tag>.{json,md}``. The checkpoints are the ones the table tests
 (``checkpoints/best.ckpt``); their code commit comes from each folder's ``twin_run.json``.
@@ -34,10 +36,15 @@ LAMBDAS = tuple(10.0 ** k for k in range(-4, 5))
 DEPTHS = ("conv", "latent")
 
 
+def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and scale of ``x (M, D)``; a constant feature (a dead channel) gets scale 1, so it stays 0."""
+    sd = x.std(0)
+    return x.mean(0), np.where(sd > 1e-12, sd, 1.0)
+
+
 def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ridge on standardised ``x (M, D)`` → ``y (M, U)``: (mean, scale, weights (D, U), intercept (U,))."""
-    mu, sd = x.mean(0), x.std(0)
-    sd = np.where(sd > 1e-12, sd, 1.0)  # a constant feature (a dead channel) carries nothing: leave it at 0
+    mu, sd = standardiser(x)
     z = (x - mu) / sd
     y0 = y.mean(0)
     w = np.linalg.solve(z.T @ z + lam * np.eye(z.shape[1]), z.T @ (y - y0))
@@ -70,8 +77,7 @@ def choose_lambda(x: np.ndarray, y: np.ndarray, lambdas: Sequence[float] = LAMBD
 def knn_predict(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray, k: int,
                 exclude_self: bool = False) -> np.ndarray:
     """Mean θ of the ``k`` nearest train rows (Euclidean, on features standardised by the train split)."""
-    mu, sd = x_train.mean(0), x_train.std(0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
+    mu, sd = standardiser(x_train)
     a, b = (x_train - mu) / sd, (x - mu) / sd
     d = (b * b).sum(1)[:, None] - 2 * b @ a.T + (a * a).sum(1)[None, :]
     if exclude_self:  # leave-one-out on the train split itself
@@ -87,8 +93,11 @@ def choose_k(x: np.ndarray, y: np.ndarray, ks: Sequence[int] = (1, 3, 5, 9, 15, 
 
 
 def _errors(pred: np.ndarray, theta: np.ndarray, names: Sequence[str]) -> dict:
-    err = np.abs(pred - theta) * 1000.0
-    return {"theta_l1_permille": float(err.mean()), **{n: float(err[:, i].mean()) for i, n in enumerate(names)}}
+    """Test θ L1 ‰ by the training app's own metric: overall and per parameter (keyed by name)."""
+    from scraplab.metrics.theta import theta_l1_summary
+    summary = theta_l1_summary(torch.from_numpy(pred), torch.from_numpy(theta), names)
+    return {"theta_l1_permille": summary["theta_l1_permille"],
+            **{n: summary[f"theta_l1_permille/{n}"] for n in names}}
 
 
 def probe_depth(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
@@ -106,11 +115,8 @@ def encoder_features(encoder: torch.nn.Module, audio: torch.Tensor, batch: int =
     encoder.eval()
     out: dict[str, list] = {"conv": [], "latent": [], "theta_hat": []}
     for i in range(0, audio.shape[0], batch):
-        u = encoder.scalogram(audio[i:i + batch])
-        cnn = encoder.cnn
-        conv = cnn.blocks(u.unsqueeze(1)).mean(dim=(-2, -1))
-        latent = cnn.shared(conv)
-        theta_hat = torch.sigmoid(torch.cat([head(latent) for head in cnn.heads], dim=-1))
+        conv, latent = encoder.cnn.features(encoder.scalogram(audio[i:i + batch]))
+        theta_hat = encoder.cnn.predict(latent)
         for k, v in (("conv", conv), ("latent", latent), ("theta_hat", theta_hat)):
             out[k].append(v.double().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}

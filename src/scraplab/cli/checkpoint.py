@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scraplab.cli.build import build_encoder, build_synth
-from scraplab.models.encoder import encoder_weights
 from scraplab.cli.presets import apply_overrides
+from scraplab.models.encoder import encoder_weights
 
 # Globals allowed beyond torch's weights-only set. The app writes checkpoints of tensors, numbers, strings and
 # plain containers only (module.on_save_checkpoint stores the RNG states as tensors and tuples), so none is needed;

@@ -76,10 +76,18 @@ class Spectral2DCNN(nn.Module):
             nn.Sequential(nn.Linear(latent_dim, half), nn.PReLU(), nn.Dropout(dropout), nn.Linear(half, 1))
             for _ in range(n_params))
 
+    def features(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two feature depths of ``u (B, n_bins, n_frames)``: the conv blocks' global mean over freq and time
+        ``(B, channels)`` and the shared layer's output ``(B, latent_dim)``."""
+        conv = self.blocks(u.unsqueeze(1)).mean(dim=(-2, -1))
+        return conv, self.shared(conv)
+
+    def predict(self, latent: torch.Tensor) -> torch.Tensor:
+        """The sigmoid heads on the shared features: ``(B, latent_dim) → (B, n_params)`` in (0, 1)."""
+        return torch.sigmoid(torch.cat([head(latent) for head in self.heads], dim=-1))
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        z = self.blocks(u.unsqueeze(1)).mean(dim=(-2, -1))  # (B, C): global mean over freq and time
-        z = self.shared(z)
-        return torch.sigmoid(torch.cat([head(z) for head in self.heads], dim=-1))
+        return self.predict(self.features(u)[1])
 
 
 class Encoder(nn.Module):
