@@ -130,29 +130,6 @@ def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torc
     return torch.view_as_complex(out)
 
 
-def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int, int, int]], eps: float,
-                supports=None):
-    """Scalogram spectra U1_hat for rows grouped by subsampling.
-
-    Args:
-        x_hat: (B, Npad) complex spectrum of the padded input.
-        psi1: (n1_total, Npad) first-order filters (level 0).
-        groups: (start, stop, k1) row ranges sharing the subsampling 2**k1.
-        supports: per group, None or the (idx, pos) of ``fold_product``.
-    Returns:
-        list of (B, stop - start, Npad / 2**(k1 + 1) + 1) rfft half spectra of |x ∗ ψ1|, one per group.
-    """
-    out = []
-    for g, (start, stop, k1) in enumerate(groups):
-        sup = supports[g] if supports is not None else None
-        if sup is not None:
-            sup = (sup[0][: stop - start], sup[1][: stop - start])
-        Y = fold_product(x_hat, psi1[start:stop], k1, sup)
-        U = modulus(torch.fft.ifft(Y), eps)
-        out.append(rfft(U))  # real envelope: half the spectrum suffices
-    return out
-
-
 def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Tensor], n2: int, j2: int,
                  n1_max: int, log2_stride: int, supports=None) -> torch.Tensor:
     """Y2 = U1 ∗ ψ2[n2] for the scalogram rows with j1 < j2, all at time resolution 2**j2.

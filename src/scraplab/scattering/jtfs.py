@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import core
+from .first_layer import Bands, first_layer
 from .filterbank import (
     decimation_operator,
     frequential_filterbanks,
@@ -192,8 +193,8 @@ class JTFS(nn.Module):
 
     def _first_layer(self, x, n1_needed):
         groups = [(a, min(b, n1_needed), k) for a, b, k in self._groups if a < n1_needed]
-        sups = self._supports(x.device)[0]
-        return core.first_layer(torch.fft.fft(x), self.psi1, groups, self.eps, sups)
+        sups, _, bands = self._supports(x.device)
+        return first_layer(torch.fft.fft(x), self.psi1, groups, self.eps, bands, sups)
 
     def _build_supports(self, psi1, psi2):
         """Bins where each narrow filter is non-negligible, for the sparse products of ``core.fold_product``.
@@ -211,7 +212,9 @@ class JTFS(nn.Module):
                 idx[r, nz.size:] = np.flatnonzero(~mask)[0]
             return idx, idx % (rows.shape[1] // 2**k)
 
-        self._np_sup1 = [support(np.stack([p["levels"][0] for p in psi1[a:b]]), k) for a, b, k in self._groups]
+        rows1 = [np.stack([p["levels"][0] for p in psi1[a:b]]) for a, b, _ in self._groups]
+        self._bands1 = [Bands.from_filters(r, k, SUPPORT_TOL) for r, (_, _, k) in zip(rows1, self._groups)]
+        self._np_sup1 = [support(r, k) for r, (_, _, k) in zip(rows1, self._groups)]
         self._np_sup2 = {}
         for p in self.paths:
             if p.order != 2 or p.n2 in self._np_sup2:
@@ -240,8 +243,11 @@ class JTFS(nn.Module):
                     return None
                 return tuple(torch.as_tensor(a, device=device, dtype=None if a.dtype.kind == "i" else self.psi1.dtype)
                              for a in s)
+            bands = [None if b is None else (b, b.weights(self.psi1[a:stop].to(device), k))
+                     for b, (a, stop, k) in zip(self._bands1, self._groups)]
             self._sup_cache[key] = ([t(s) for s in self._np_sup1],
-                                    {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()})
+                                    {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()},
+                                    bands)
         return self._sup_cache[key]
 
     def _first_order_input(self, U1):
