@@ -64,7 +64,8 @@ class Bands:
 
 
 def fold(X: torch.Tensor, bands: Bands, w: list[torch.Tensor]) -> torch.Tensor:
-    """Periodised product ``subsample_fourier(X · ψ, k)`` over the bands, written in place (no autograd).
+    """Periodised product ``subsample_fourier(X · ψ, k)`` over the bands, written into one buffer (``out=`` ops:
+    no autograd; ``fold_differentiable`` is the same product for graphs).
 
     Args:
         X: (B, N) complex spectrum.
@@ -116,7 +117,7 @@ class FirstLayerGroup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X, bands, w, eps):
-        z = _ifft_(fold(X, bands, w))
+        z = torch.fft.ifft(fold(X, bands, w))
         r = modulus_(z)
         R = torch.fft.rfft(r)
         ctx.save_for_backward(X, z, r.clamp_min_(eps), *w)  # only the backward reads r now: clamped in place
@@ -134,7 +135,7 @@ class FirstLayerGroup(torch.autograd.Function):
         # rfft adjoint L·irfft(g·w), modulus adjoint z/|z|, ifft adjoint fft/L: the L and 1/L cancel.
         gr = torch.fft.irfft(g * _half_weights(g.shape[-1], g), n=r_eps.shape[-1]).div_(r_eps)
         gz = torch.view_as_complex(torch.view_as_real(z) * gr.unsqueeze(-1))
-        return fold_adjoint(_fft_(gz), ctx.bands, w), None, None, None
+        return fold_adjoint(torch.fft.fft(gz), ctx.bands, w), None, None, None
 
 
 def group_differentiable(X, bands, w, eps):
@@ -146,16 +147,7 @@ def first_layer_group(X: torch.Tensor, bands: Bands, w: list[torch.Tensor], eps:
     """rfft halves of |ifft(fold(X))| for one group, (B, R, L/2 + 1): fused when X needs a gradient."""
     if torch.is_grad_enabled() and X.requires_grad:
         return FirstLayerGroup.apply(X, bands, w, eps)
-    return torch.fft.rfft(modulus_(_ifft_(fold(X, bands, w))))
-
-
-# No out= transforms here: vmap (θ-IS's batched gradients) has no rule for them.
-def _ifft_(Y):
-    return torch.fft.ifft(Y)
-
-
-def _fft_(Y):
-    return torch.fft.fft(Y)
+    return torch.fft.rfft(modulus_(torch.fft.ifft(fold(X, bands, w))))
 
 
 def modulus_(z):
