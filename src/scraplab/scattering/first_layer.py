@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import fold_product, modulus, rfft
+from .core import _abs, fold_product, modulus, rfft, rfft_adjoint_weights
 
 
 @dataclass(frozen=True)
@@ -105,20 +105,13 @@ def fold_differentiable(X: torch.Tensor, bands: Bands, w: list[torch.Tensor]) ->
     return torch.view_as_complex(torch.stack(rows, dim=1))
 
 
-def _half_weights(n_half: int, like: torch.Tensor) -> torch.Tensor:
-    # irfft counts each interior bin twice: the rfft's adjoint halves them (see core._RFFT).
-    w = torch.full((n_half,), 0.5, dtype=like.real.dtype, device=like.device)
-    w[0] = w[-1] = 1.0
-    return w
-
-
 class FirstLayerGroup(torch.autograd.Function):
     """rfft(|ifft(fold(X))|) for one group: (B, N) complex -> (B, R, L/2 + 1) complex."""
 
     @staticmethod
     def forward(ctx, X, bands, w, eps):
         z = torch.fft.ifft(fold(X, bands, w))
-        r = modulus_(z)
+        r = _abs(z)
         R = torch.fft.rfft(r)
         ctx.save_for_backward(X, z, r.clamp_min_(eps), *w)  # only the backward reads r now: clamped in place
         ctx.bands, ctx.eps = bands, eps
@@ -133,7 +126,7 @@ class FirstLayerGroup(torch.autograd.Function):
                 (gX,) = torch.autograd.grad(out, X, g, create_graph=True)
             return gX, None, None, None
         # rfft adjoint L·irfft(g·w), modulus adjoint z/|z|, ifft adjoint fft/L: the L and 1/L cancel.
-        gr = torch.fft.irfft(g * _half_weights(g.shape[-1], g), n=r_eps.shape[-1]).div_(r_eps)
+        gr = torch.fft.irfft(g * rfft_adjoint_weights(g), n=r_eps.shape[-1]).div_(r_eps)
         gz = torch.view_as_complex(torch.view_as_real(z) * gr.unsqueeze(-1))
         return fold_adjoint(torch.fft.fft(gz), ctx.bands, w), None, None, None
 
@@ -147,13 +140,7 @@ def first_layer_group(X: torch.Tensor, bands: Bands, w: list[torch.Tensor], eps:
     """rfft halves of |ifft(fold(X))| for one group, (B, R, L/2 + 1): fused when X needs a gradient."""
     if torch.is_grad_enabled() and X.requires_grad:
         return FirstLayerGroup.apply(X, bands, w, eps)
-    return torch.fft.rfft(modulus_(torch.fft.ifft(fold(X, bands, w))))
-
-
-def modulus_(z):
-    """|z| = sqrt(re² + im²) with one new tensor (``core._abs`` makes two)."""
-    re, im = z.real, z.imag
-    return torch.mul(re, re).addcmul_(im, im).sqrt_()
+    return torch.fft.rfft(_abs(torch.fft.ifft(fold(X, bands, w))))
 
 
 def first_layer(x_hat: torch.Tensor, psi1: torch.Tensor, groups: list[tuple[int, int, int]], eps: float,
