@@ -202,12 +202,14 @@ def _real_layout(X: torch.Tensor, W: torch.Tensor):
 
 class _ScatterAverage(torch.autograd.Function):
     """out = A · |Xᵀ W| computed frame chunk by frame chunk, so that the B·T·C complex product never exists in
-    full: the forward keeps only the modulus chunks (real, for the backward), the backward recomputes the product
-    chunk by chunk. Under create_graph (θ-IS double backward) the backward is recomputed in differentiable ops."""
+    full. The backward recomputes each chunk's product and its modulus (cache-resident, so nearly free): keeping
+    the modulus instead made the forward of a full JTFS store B·T·C reals per rate (0.7 GB at batch 4, j2 = 1),
+    and writing them cost 4x the no-grad forward. Under create_graph (θ-IS double backward) the backward is
+    recomputed in differentiable ops."""
 
     @staticmethod
     def forward(ctx, X, W, A, eps):
-        out, ctx.Ms = _scatter_average(X, W, A, keep=True)
+        out = _scatter_average(X, W, A)
         ctx.save_for_backward(X, W, A)
         ctx.eps = eps
         return out
@@ -222,9 +224,9 @@ class _ScatterAverage(torch.autograd.Function):
         WbT = Wb.transpose(0, 1)
         g = g.transpose(0, 1).reshape(g.shape[1], B * C)  # (T', B·C)
         parts = []
-        for (a, b), M in zip(_chunks(B, T, C, X.device), ctx.Ms):
+        for a, b in _chunks(B, T, C, X.device):
             Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
-            ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).view(-1, C).div_(M.clamp_min(ctx.eps))
+            ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).view(-1, C).div_(_chunk_modulus(Zr, C).clamp_min_(ctx.eps))
             gZr = (Zr.view(-1, 2, C) * ratio.unsqueeze(1)).view(-1, 2 * C)
             parts.append(torch.matmul(gZr, WbT))  # (c·B, 2·n1) or (c·B, n1)
         gXr = torch.cat(parts, dim=0).view(T, B, -1)
@@ -234,20 +236,22 @@ class _ScatterAverage(torch.autograd.Function):
         return torch.view_as_complex(gX), None, None, None
 
 
-def _scatter_average(X, W, A, keep: bool):
-    """A · |Xᵀ W| as (B, T', C), chunk by chunk; with ``keep`` also the list of modulus chunks (c·B, C)."""
+def _chunk_modulus(Zr, C):
+    """(c·B, C) modulus of a chunk laid out as [real | imaginary] halves (``_real_layout``)."""
+    re, im = Zr[:, :C], Zr[:, C:]
+    return torch.addcmul(re * re, im, im).sqrt_()
+
+
+def _scatter_average(X, W, A):
+    """A · |Xᵀ W| as (B, T', C), chunk by chunk."""
     B, T, C = X.shape[0], X.shape[-1], W.shape[-1]
     Xr, Wb = _real_layout(X, W)
-    Ms, out = [], None
+    out = None
     for a, b in _chunks(B, T, C, X.device):
-        Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
-        re, im = Zr[:, :C], Zr[:, C:]
-        M = torch.addcmul(re * re, im, im).sqrt_()
-        if keep:
-            Ms.append(M)
+        M = _chunk_modulus(torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb), C)  # (c·B, C)
         part = torch.matmul(A[:, a:b], M.view(b - a, B * C))  # (T', B·C)
         out = part if out is None else out.add_(part)
-    return out.view(-1, B, C).transpose(0, 1), Ms
+    return out.view(-1, B, C).transpose(0, 1)
 
 
 def _scatter_average_backward_graph(X, W, A, g, eps):
@@ -284,7 +288,7 @@ def scatter_and_average(X: torch.Tensor, W: torch.Tensor, time_avg: torch.Tensor
     W = W.to(X.dtype) if X.is_complex() else W
     if torch.is_grad_enabled() and X.requires_grad:
         return _ScatterAverage.apply(X, W, time_avg, eps)
-    return _scatter_average(X, W, time_avg, keep=False)[0]
+    return _scatter_average(X, W, time_avg)
 
 
 def average_frequency(U: torch.Tensor, K: int, fr_avg) -> torch.Tensor:
