@@ -28,7 +28,7 @@ bench-quick:
 # Regenerates the float64 golden JTFS fixtures from the authors' scrapl-loss wheel, in a separate venv.
 oracle-fixtures:
 	$(PYTHON) -m venv .oracle-venv
-	.oracle-venv/bin/pip install $(TORCH_CPU) scrapl-loss==0.1.0
+	.oracle-venv/bin/pip install $(TORCH_CPU) scrapl-loss==0.1.0 auraloss  # auraloss: experiments/compare_kymatio_jtfs.py
 	.oracle-venv/bin/python tests/fixtures/make_jtfs_fixtures.py
 
 # Real drum one-shots (Debian package hydrogen-drumkits, 14 kits, ~140 MB): data/drums/{train,val,test}/<kit>/,

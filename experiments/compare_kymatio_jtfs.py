@@ -4,8 +4,7 @@ each as a ratio to the MSS Linear step (auraloss) measured by the same interpret
     python experiments/compare_kymatio_jtfs.py --json OUT.json [--oracle .oracle-venv/bin/python] [--repeats 3]
 
 kymatio main cannot share an environment with kymatio 0.3.0, so each row runs in a fresh child process: ours with
-this interpreter, kymatio main's with the oracle venv's (``make oracle-fixtures`` builds it; it also needs
-``auraloss`` there: ``.oracle-venv/bin/pip install auraloss``). A step is forward + backward w.r.t. x̂ of the mean
+this interpreter, kymatio main's with the oracle venv's (``make oracle-fixtures`` builds it, with ``auraloss``). A step is forward + backward w.r.t. x̂ of the mean
 over paths of the per-path L2 distance between S(x̂) and S(x) (target under no_grad), batch 4, 32768 samples,
 J=12, Q=(8, 2), J_fr=3, Q_fr=2, orders 1 + 2 (P = 315 + 8), float32, 2 threads. Peak memory: the child's peak
 resident set minus its resident set before the row. The two sides' ratios to their own MSS step are compared:
@@ -99,7 +98,7 @@ def main():
         print(json.dumps(run_row(args.row, args.repeats)))
         return
     if not os.path.exists(args.oracle):
-        sys.exit(f"no oracle interpreter at {args.oracle}: run `make oracle-fixtures` (and pip install auraloss there)")
+        sys.exit(f"no oracle interpreter at {args.oracle}: run `make oracle-fixtures`")
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     runs = []
     load = os.getloadavg()
