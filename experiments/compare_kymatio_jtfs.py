@@ -16,26 +16,19 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 
 import torch
 
+from benchmark_losses import peak_rss_mb, rss_mb  # this folder (no scraplab import: the oracle venv runs it)
+
 N, BATCH = 32768, 4
 ROWS = ("ours_mss", "ours_jtfs", "kymatio_mss", "kymatio_jtfs")
 # The MSS step of each interpreter is timed before and after the JTFS rows (its mean is the ratio's denominator):
 # one MSS process alone moved by 1.4x between the two interpreters in a trial run.
 ORDER = ("kymatio_mss", "ours_mss", "ours_jtfs", "kymatio_jtfs", "ours_mss", "kymatio_mss")
-
-
-def _rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _mss():
@@ -72,7 +65,7 @@ def run_row(row, repeats):
     torch.set_num_threads(2)
     torch.manual_seed(0)
     x = torch.randn(BATCH, N)
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     loss = {"ours_mss": _mss, "kymatio_mss": _mss, "ours_jtfs": _ours_jtfs, "kymatio_jtfs": _kymatio_jtfs}[row]()
     full = row.endswith("jtfs")
     times = []
@@ -82,7 +75,7 @@ def run_row(row, repeats):
         loss(x_hat, x).backward()
         times.append((time.perf_counter() - t) * 1000)
     warm = 1 if full else 3
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return {"row": row, "mean_ms": sum(times[warm:]) / len(times[warm:]), "times_ms": times,
             "peak_mb": peak - rss0, "torch": torch.__version__}
 
