@@ -227,7 +227,9 @@ class _ScatterAverage(torch.autograd.Function):
         for a, b in _chunks(B, T, C, X.device):
             Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
             ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).view(-1, C).div_(_chunk_modulus(Zr, C).clamp_min_(ctx.eps))
-            gZr = Zr.view(-1, 2, C).mul_(ratio.unsqueeze(1)).view(-1, 2 * C)  # in place: 2.6x faster than a new one
+            # Out of place: θ-IS runs this backward under vmap (is_grads_batched), which refuses Zr.mul_(ratio)
+            # with ratio batched and Zr not (in place it was 2.6x faster: full JTFS backward 1.9 instead of 2.3 s).
+            gZr = (Zr.view(-1, 2, C) * ratio.unsqueeze(1)).view(-1, 2 * C)
             parts.append(torch.matmul(gZr, WbT))  # (c·B, 2·n1) or (c·B, n1)
         gXr = torch.cat(parts, dim=0).view(T, B, -1)
         if not X.is_complex():
