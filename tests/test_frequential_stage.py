@@ -71,3 +71,10 @@ def test_double_backward_matches_autograd_of_direct_computation():
         return h
     torch.testing.assert_close(hvp(lambda x: core.scatter_and_average(x, W, A, 1e-12)), hvp(lambda x: _reference(x, W, A)),
                                rtol=1e-9, atol=1e-12)
+
+
+
+def test_scale_is_kept_within_the_dtype_range():
+    assert core.modulus_scale(torch.float16) == 1.0  # 2**20 would overflow float16 weights
+    for dt in (torch.float32, torch.float64, torch.bfloat16):
+        assert core.modulus_scale(dt) == core.MODULUS_SCALE

@@ -279,6 +279,11 @@ def _scatter_average_backward_graph(X, W, A, g, eps):
 MODULUS_SCALE = 2.0**20
 
 
+def modulus_scale(dtype: torch.dtype) -> float:
+    """The power of two ``scatter_and_average`` scales by: MODULUS_SCALE, or 1 for float16 (range 6.5e4)."""
+    return MODULUS_SCALE if torch.finfo(dtype).max > 1e30 else 1.0
+
+
 def scatter_and_average(X: torch.Tensor, W: torch.Tensor, time_avg: torch.Tensor, eps: float) -> torch.Tensor:
     """Filter along log-frequency, take the modulus, average over time: ``time_avg · |Xᵀ W|``.
 
@@ -298,9 +303,11 @@ def scatter_and_average(X: torch.Tensor, W: torch.Tensor, time_avg: torch.Tensor
     """
     W = W.to(X.dtype) if X.is_complex() else W
     # Scaled by a power of two (exact): A·|Xᵀ W| = (A / s)·|Xᵀ (s W)|, so that the modulus squares no subnormals.
-    W, time_avg = W * MODULUS_SCALE, time_avg / MODULUS_SCALE
+    # Not in float16, whose range (6.5e4) the scaled weights would leave.
+    s = modulus_scale(time_avg.dtype)
+    W, time_avg = W * s, time_avg / s
     if torch.is_grad_enabled() and X.requires_grad:
-        return _ScatterAverage.apply(X, W, time_avg, eps * MODULUS_SCALE)  # the same eps in unscaled units
+        return _ScatterAverage.apply(X, W, time_avg, eps * s)  # the same eps in unscaled units
     return _scatter_average(X, W, time_avg)
 
 
