@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -25,10 +24,10 @@ import torch
 from benchmark_losses import peak_rss_mb, rss_mb  # this folder (no scraplab import: the oracle venv runs it)
 
 N, BATCH = 32768, 4
-ROWS = ("ours_mss", "ours_jtfs", "kymatio_mss", "kymatio_jtfs")
 # The MSS step of each interpreter is timed before and after the JTFS rows (its mean is the ratio's denominator):
 # one MSS process alone moved by 1.4x between the two interpreters in a trial run.
 ORDER = ("kymatio_mss", "ours_mss", "ours_jtfs", "kymatio_jtfs", "ours_mss", "kymatio_mss")
+ROWS = tuple(dict.fromkeys(ORDER))
 
 
 def _mss():
@@ -43,8 +42,7 @@ def _mss():
 def _ours_jtfs():
     from scraplab.losses import JTFSLoss
 
-    loss = JTFSLoss(N, J=12, Q=(8, 2), J_fr=3, Q_fr=2)
-    return loss
+    return JTFSLoss(N, J=12, Q=(8, 2), J_fr=3, Q_fr=2)
 
 
 def _kymatio_jtfs():
@@ -92,9 +90,11 @@ def main():
         return
     if not os.path.exists(args.oracle):
         sys.exit(f"no oracle interpreter at {args.oracle}: run `make oracle-fixtures`")
+    from runplan import finish_measurement, measurement_provenance  # experiments/runplan.py, next to this file
+
+    prov = measurement_provenance("experiments/compare_kymatio_jtfs.py", sys.argv[1:])
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     runs = []
-    load = os.getloadavg()
     for row in ORDER:
         exe = sys.executable if row.startswith("ours") else args.oracle
         out = subprocess.run([exe, __file__, "--row", row, "--repeats", str(args.repeats)], env=env,
@@ -113,21 +113,10 @@ def main():
         "ours_jtfs_vs_mss": ours, "kymatio_jtfs_vs_mss": theirs, "speedup_vs_kymatio": theirs / ours,
         "wall_speedup": rows["kymatio_jtfs"]["mean_ms"] / rows["ours_jtfs"]["mean_ms"],
         "memory_ratio": rows["ours_jtfs"]["peak_mb"] / rows["kymatio_jtfs"]["peak_mb"],
-        "provenance": {
-            "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                     text=True).stdout.strip(),
-            "dirty": bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                         capture_output=True, text=True).stdout.strip()),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_before": load,
-            "packages": {"torch": torch.__version__},
-        },
     }
     print(f"JTFS / MSS: ours {ours:.1f}x, kymatio main {theirs:.1f}x -> {theirs / ours:.1f}x faster "
           f"(wall {result['wall_speedup']:.1f}x); memory {result['memory_ratio']:.2f} of kymatio main's")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    finish_measurement(result, prov, args.json)
 
 
 if __name__ == "__main__":
