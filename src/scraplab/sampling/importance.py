@@ -223,7 +223,8 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                      progress: bool = True, method: str = "local", per_example: bool = True,
                      solver: str = "power", front: tuple[Callable, Callable] | None = None,
                      front_max_bytes: int = 2 << 30, front_models: list | None = None,
-                     front_dtype: torch.dtype | None = None) -> torch.Tensor:
+                     front_dtype: torch.dtype | None = None, subspace_rank: int = 32,
+                     subspace_power: int = 1) -> torch.Tensor:
     """C_{u,p} for p in ``path_range`` (default all P): float64 (n_range, U).
 
     encoder(x) -> θ̃ (B, U); synth_fn(θ̃, **synth_kwargs) -> (B, 1, N); path_loss_fn(x_hat, x, p) -> scalar.
@@ -240,7 +241,11 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     block diagonal over examples and U probes suffice; False probes all B·U directions.
     ``solver``: ``'power'`` (the paper's power iteration, ≤ ``n_iter`` Hessian-vector products) or ``'lanczos'``
     (≤ ``n_iter`` Lanczos steps from the same start: the best estimate in the same Krylov space, so fewer steps
-    reach a given accuracy).
+    reach a given accuracy) or ``'subspace'`` (``'local'``, ``per_example`` and an ``nn.Module`` encoder only; not
+    with ``'operator_mean'``): the encoder's Hessians projected once per batch on a basis of ``subspace_rank``
+    random directions per example and u, refined by ``subspace_power`` subspace iterations, then each path's
+    |λ_max| from an m × m eigenproblem, with no Hessian-vector product per path (``subspace``; ``n_iter`` and
+    ``tol`` unused).
     ``front`` (``'local'`` with ``per_example`` only): ``(front_fn, path_from_front)`` with
     ``path_loss_fn(x_hat, x, p) == path_from_front(front_fn(x_hat), x, p)``, e.g. a SCRAPL loss's
     ``first_layer`` / ``from_first_layer``. The front end of the synth's render is then replaced, per batch, by its
@@ -260,8 +265,12 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
         raise ValueError(f"batch_reduce must be 'eig_mean' or 'operator_mean', got {batch_reduce!r}")
     if method not in ("local", "direct"):
         raise ValueError(f"method must be 'local' or 'direct', got {method!r}")
-    if solver not in ("power", "lanczos"):
-        raise ValueError(f"solver must be 'power' or 'lanczos', got {solver!r}")
+    if solver not in ("power", "lanczos", "subspace"):
+        raise ValueError(f"solver must be 'power', 'lanczos' or 'subspace', got {solver!r}")
+    if solver == "subspace" and (method != "local" or not per_example or batch_reduce != "eig_mean"
+                                 or not isinstance(encoder, torch.nn.Module)):
+        raise ValueError("solver='subspace' needs method='local', per_example=True, batch_reduce='eig_mean' and an "
+                         "nn.Module encoder")
     eig = _power_iteration if solver == "power" else _lanczos
     xs, kws = _as_batches(x, synth_kwargs)
     module = encoder if isinstance(encoder, torch.nn.Module) else None  # a plain callable manages its own mode
@@ -296,19 +305,44 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                            + ("" if n_ok == len(models) else f"; the others exceed {front_max_bytes / 2**30:g} GiB"
                                                                 " and are differentiated per path"))
 
+        def derivatives(b, p):  # s0, K of path p on batch b (method 'local', per example)
+            xb, kw = xs[b], kws[b]
+            if models[b] is not None:  # from the shared model by the chain rule: the path stage only
+                return path_derivatives(models[b], lambda F: front[1](F, xb, p))
+            with torch.no_grad():
+                theta0 = _encode(encoder, xb)
+            return loss_derivatives(lambda th: path_loss_fn(synth_fn(th, **kw), xb, p), theta0, True)
+
         def slice_grads(b, p):
             xb, kw = xs[b], kws[b]
             if method == "direct":
                 return _slice_grads(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize)
-            if models[b] is not None:  # s, K from the shared model by the chain rule: the path stage only
+            if models[b] is not None:
                 theta = _encode(encoder, xb)
-                s0, K = path_derivatives(models[b], lambda F: front[1](F, xb, p))
+                s0, K = derivatives(b, p)
                 return _slice_grads_from(theta, _local_score(theta, s0, K), params, vectorize)
             loss_of_theta = lambda th: path_loss_fn(synth_fn(th, **kw), xb, p)  # noqa: E731
             return _slice_grads_local(encoder, loss_of_theta, xb, params, vectorize, per_example)
 
+        projections = None
+        if solver == "subspace":  # seeded per batch, so every shard builds the same projections
+            from scraplab.sampling.subspace import build_projection
+            t0 = time.perf_counter()
+            projections = [build_projection(module, params, xb, subspace_rank, subspace_power,
+                                            torch.Generator().manual_seed(_mix_seed(seed, -2 - b)))
+                           for b, xb in enumerate(xs)]
+            if progress:
+                tqdm.write(f"θ-IS: encoder Hessians projected for {len(xs)} batch(es) in "
+                           f"{time.perf_counter() - t0:.1f} s ({sum(q.nbytes for q in projections) / 2**20:.0f} MiB)")
+
         rows = []
         for p in tqdm(range(start, end), desc="θ-IS paths", disable=not progress):
+            if projections is not None:
+                from scraplab.sampling.subspace import projected_eigenvalues
+                lam = torch.stack([projected_eigenvalues(projections[b], *derivatives(b, p))
+                                   for b in range(len(xs))]).mean(0)
+                rows.append(lam.to(torch.float64))
+                continue
             gen = torch.Generator().manual_seed(_mix_seed(seed, p))
             gss = [slice_grads(b, p) for b in range(len(xs))] if batch_reduce == "operator_mean" else None
             if gss is not None:
