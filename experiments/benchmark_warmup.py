@@ -11,7 +11,9 @@ converged Lanczos (``--converged`` steps) that says how far each one is from the
 time is the per-path mean × P on one core (two shards on two cores halve it: ``scraplab warmup shard=K``). The
 ``shared_*`` rows run the same solvers with the first layer shared across paths (``sampler.warmup.share_first_layer``,
 the default: synth + scalogram modelled to second order in float64 once per batch); their totals add the models'
-build time once per shard. π on the sampled paths (normalised over them) is compared by Spearman rank correlation
+build time once per shard. The ``shared_subspace<k>`` rows use the ``subspace`` solver (the encoder's Hessians projected
+once per batch on k random directions per example and u, one subspace iteration; no Hessian-vector product per path)
+and add its build time too. ``--rows`` runs a subset (with the two references). π on the sampled paths (normalised over them) is compared by Spearman rank correlation
 with the float32 per-path references and with ``exact``: the per-path computation in float64, converged.
 """
 from __future__ import annotations
@@ -44,14 +46,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--paths", type=int, default=12, help="evenly spaced paths timed and compared")
     ap.add_argument("--lanczos", type=int, nargs="+", default=[6, 8, 10], help="Lanczos step counts to time")
     ap.add_argument("--converged", type=int, default=40, help="Lanczos steps of the converged value")
+    ap.add_argument("--subspace", type=int, nargs="+", default=[16, 32],
+                    help="ranks of the 'subspace' solver rows (one subspace iteration)")
+    ap.add_argument("--rows", nargs="+", default=None,
+                    help="only these rows (power, converged and exact are always run: the references)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from scraplab.cli.warmup import _problem
     from scraplab.metrics.audio import select_paths
-    from scraplab.sampling.importance import (build_front_models, probs_from_values, shared_first_layer,
-                                              theta_importance)
+    from scraplab.sampling.importance import (build_front_models, build_projections, probs_from_values,
+                                              shared_first_layer, theta_importance)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from runplan import finish_measurement, measurement_provenance
 
@@ -74,7 +80,22 @@ def main(argv=None) -> dict:
             "shared_power": ("power", n_iter, True, True),
             **{f"shared_lanczos{k}": ("lanczos", k, True, True) for k in args.lanczos},
             **{f"shared_lanczos{k}_loop": ("lanczos", k, True, False) for k in args.lanczos},
+            **{f"shared_subspace{k}": ("subspace", k, True, True) for k in args.subspace},
             "converged": ("lanczos", args.converged, False, True), "exact": ("lanczos", args.converged, False, True)}
+    if args.rows is not None:
+        unknown = sorted(set(args.rows) - set(runs))
+        if unknown:
+            raise SystemExit(f"unknown rows {unknown}; choose from {sorted(runs)}")
+        runs = {n: r for n, r in runs.items() if n in set(args.rows) | {"power", "converged", "exact"}}
+    # the subspace solver's projections of the encoder's Hessians: built once per shard, like the front models
+    projections, proj_s = {}, {}
+    for name, (solver, k, _, _) in runs.items():
+        if solver == "subspace":
+            t0 = time.perf_counter()
+            projections[name] = build_projections(enc, pr["x"], rank=k, power=1, seed=pr["seed"])
+            proj_s[name] = time.perf_counter() - t0
+            print(f"{name}: encoder Hessians projected in {proj_s[name]:.1f} s "
+                  f"({sum(q.nbytes for q in projections[name]) / 2**20:.0f} MiB)", flush=True)
     enc64, loss64 = copy.deepcopy(enc).double(), copy.deepcopy(pr["loss"]).double()
     x64 = [x.double() for x in pr["x"]]
     vals, per_path_s = {}, {}
@@ -82,6 +103,8 @@ def main(argv=None) -> dict:
         rows, secs = [], []
         exact = name == "exact"
         kw = dict(front=front, front_models=models) if shared else {}
+        if solver == "subspace":
+            kw.update(projections=projections[name], subspace_rank=k)
         for p in paths:
             t0 = time.perf_counter()
             rows.append(theta_importance(
@@ -92,7 +115,7 @@ def main(argv=None) -> dict:
                 progress=False, vectorize=vectorize, **kw)[0])
             secs.append(time.perf_counter() - t0)
         vals[name], per_path_s[name] = torch.stack(rows), secs
-        extra = build_s if shared else 0.0  # each shard builds its models once
+        extra = (build_s if shared else 0.0) + proj_s.get(name, 0.0)  # each shard builds its models once
         print(f"{name:<16} {statistics.mean(secs):6.2f} s/path  → P = {P}: "
               f"{(extra + statistics.mean(secs) * P) / 60:6.1f} min on 1 core, "
               f"{(extra + statistics.mean(secs) * P / 2) / 60:6.1f} min on 2 (2 shards)", flush=True)
@@ -101,9 +124,9 @@ def main(argv=None) -> dict:
     rows = {}
     for name, (solver, k, shared, vectorize) in runs.items():
         mean_s = statistics.mean(per_path_s[name])
-        extra = build_s if shared else 0.0
+        extra = (build_s if shared else 0.0) + proj_s.get(name, 0.0)
         rows[name] = {"solver": solver, "steps": k, "shared_first_layer": shared, "vectorize": vectorize,
-                      "s_per_path": mean_s,
+                      "s_per_path": mean_s, **({"projection_build_s": proj_s[name]} if name in proj_s else {}),
                       "est_total_min_1_core": (extra + mean_s * P) / 60,
                       "est_total_min_2_cores": (extra + mean_s * P / 2) / 60,
                       "spearman_pi_vs_power": spearman(pis[name], pis["power"]),

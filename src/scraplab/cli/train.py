@@ -113,7 +113,8 @@ def theta_is_problem(objs: dict, cfg: DictConfig) -> dict[str, Any]:
             "n_paths": sampler.n_paths, "synth_kwargs": kws, "n_iter": int(w.get("n_iter", 20)),
             "tol": float(w.get("tol", 1e-4)), "seed": int(w.get("seed", 0)), "solver": str(w.get("solver", "power")),
             "front": front, "front_dtype": torch.float64 if front is not None else None,
-            "vectorize": bool(w.get("vectorize", False))}
+            "vectorize": bool(w.get("vectorize", False)),
+            "subspace_rank": int(w.get("subspace_rank", 32)), "subspace_power": int(w.get("subspace_power", 1))}
 
 
 def _prepare_theta_is(objs: dict, cfg: DictConfig) -> Optional[float]:

@@ -46,7 +46,8 @@ def _problem(overrides: list[str]) -> dict:
     n_ex = sum(int(b.shape[0]) for b in problem["x"])
     problem["record"] = warmup_record(problem["settings"], problem["n_paths"], n_ex, problem["n_iter"],
                                       problem["tol"], problem["seed"], solver=problem["solver"],
-                                      shared_front=problem["front"] is not None)
+                                      shared_front=problem["front"] is not None,
+                                      subspace_rank=problem["subspace_rank"], subspace_power=problem["subspace_power"])
     return problem
 
 
@@ -107,7 +108,8 @@ def main(argv: Optional[list[str]] = None) -> Path:
         vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
                                 synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
                                 seed=p["seed"], solver=p["solver"], front=p["front"], front_dtype=p["front_dtype"],
-                                vectorize=p["vectorize"])
+                                vectorize=p["vectorize"], subspace_rank=p["subspace_rank"],
+                                subspace_power=p["subspace_power"])
         out = save_shard(shard_dir / f"{shard}of{n_shards}.pt", vals, rng, p["n_paths"], p["record"])
     print(out)
     return out

@@ -224,7 +224,7 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                      solver: str = "power", front: tuple[Callable, Callable] | None = None,
                      front_max_bytes: int = 2 << 30, front_models: list | None = None,
                      front_dtype: torch.dtype | None = None, subspace_rank: int = 32,
-                     subspace_power: int = 1) -> torch.Tensor:
+                     subspace_power: int = 1, projections: list | None = None) -> torch.Tensor:
     """C_{u,p} for p in ``path_range`` (default all P): float64 (n_range, U).
 
     encoder(x) -> θ̃ (B, U); synth_fn(θ̃, **synth_kwargs) -> (B, 1, N); path_loss_fn(x_hat, x, p) -> scalar.
@@ -245,7 +245,7 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     with ``'operator_mean'``): the encoder's Hessians projected once per batch on a basis of ``subspace_rank``
     random directions per example and u, refined by ``subspace_power`` subspace iterations, then each path's
     |λ_max| from an m × m eigenproblem, with no Hessian-vector product per path (``subspace``; ``n_iter`` and
-    ``tol`` unused).
+    ``tol`` unused; ``projections``: those of :func:`build_projections` for these batches, built beforehand).
     ``front`` (``'local'`` with ``per_example`` only): ``(front_fn, path_from_front)`` with
     ``path_loss_fn(x_hat, x, p) == path_from_front(front_fn(x_hat), x, p)``, e.g. a SCRAPL loss's
     ``first_layer`` / ``from_first_layer``. The front end of the synth's render is then replaced, per batch, by its
@@ -324,13 +324,14 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
             loss_of_theta = lambda th: path_loss_fn(synth_fn(th, **kw), xb, p)  # noqa: E731
             return _slice_grads_local(encoder, loss_of_theta, xb, params, vectorize, per_example)
 
-        projections = None
-        if solver == "subspace":  # seeded per batch, so every shard builds the same projections
-            from scraplab.sampling.subspace import build_projection
+        if solver != "subspace":
+            projections = None
+        elif projections is not None:
+            if len(projections) != len(xs):
+                raise ValueError(f"projections has {len(projections)} entries for {len(xs)} batches")
+        else:
             t0 = time.perf_counter()
-            projections = [build_projection(module, params, xb, subspace_rank, subspace_power,
-                                            torch.Generator().manual_seed(_mix_seed(seed, -2 - b)))
-                           for b, xb in enumerate(xs)]
+            projections = build_projections(module, xs, params, subspace_rank, subspace_power, seed)
             if progress:
                 tqdm.write(f"θ-IS: encoder Hessians projected for {len(xs)} batch(es) in "
                            f"{time.perf_counter() - t0:.1f} s ({sum(q.nbytes for q in projections) / 2**20:.0f} MiB)")
@@ -362,6 +363,19 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     finally:
         if module is not None:
             module.train(was_training)
+
+
+def build_projections(encoder: torch.nn.Module, x, params: Sequence[torch.nn.Parameter] | None = None,
+                      rank: int = 32, power: int = 1, seed: int = 0) -> list:
+    """Per batch, the projected encoder Hessians of solver ``'subspace'`` (``subspace.build_projection``), seeded
+    from (``seed``, batch index) so that every shard builds the same ones. The encoder must be in the mode the
+    warm-up uses (eval)."""
+    from scraplab.sampling.subspace import build_projection
+
+    params = list(params) if params is not None else [q for q in encoder.parameters() if q.requires_grad]
+    xs = x if isinstance(x, (list, tuple)) else [x]
+    return [build_projection(encoder, params, xb, rank, power, torch.Generator().manual_seed(_mix_seed(seed, -2 - b)))
+            for b, xb in enumerate(xs)]
 
 
 def shared_first_layer(loss) -> tuple[Callable, Callable]:
@@ -432,7 +446,7 @@ def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
 
 def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 20, tol: float = 1e-4, seed: int = 0,
                   min_prob_frac: float = 0.0, batch_reduce: str = "eig_mean", solver: str = "power",
-                  shared_front: bool = False) -> dict:
+                  shared_front: bool = False, subspace_rank: int = 32, subspace_power: int = 1) -> dict:
     """The settings stored beside π (problem ``settings`` plus the numeric warm-up settings), JSON-normalised.
     Settings added later are recorded only when they differ from the former computation, so the records of π
     made before them stay as they were."""
@@ -441,6 +455,8 @@ def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 2
     full = {**settings, "n_paths": int(n_paths), "n_iter": int(n_iter), "tol": float(tol), "seed": int(seed),
             "min_prob_frac": float(min_prob_frac), "batch_reduce": batch_reduce, "n_examples": int(n_examples),
             **({} if solver == "power" else {"solver": solver}),
+            **({"subspace_rank": int(subspace_rank), "subspace_power": int(subspace_power)}
+               if solver == "subspace" else {}),
             **({"first_layer": "shared"} if shared_front else {}),  # θ-IS `front`: same operator, other rounding
             "code_version": {"warmup": WARMUP_VERSION, "scraplab": __version__}}
     return json.loads(json.dumps(full, sort_keys=True, default=str))
@@ -479,7 +495,8 @@ def load_or_compute(name: str, settings: dict, encoder, synth_fn, path_loss_fn, 
     folder = Path(root) if root is not None else data_dir() / "theta_is"
     n_ex = sum(int(b.shape[0]) for b in _as_batches(x, synth_kwargs)[0])
     full = warmup_record(settings, n_paths, n_ex, n_iter, tol, seed, min_prob_frac, batch_reduce, solver,
-                         shared_front=kw.get("front") is not None)
+                         shared_front=kw.get("front") is not None, subspace_rank=kw.get("subspace_rank", 32),
+                         subspace_power=kw.get("subspace_power", 1))
     pt, meta = folder / f"{name}.pt", folder / f"{name}.json"
 
     def stored() -> torch.Tensor | None:
