@@ -50,6 +50,7 @@ def test_quadratic_model_gives_every_path_the_same_gradient_and_hessian():
         s2, K2 = loss_derivatives(lambda th: loss.from_first_layer(model(th), x, [p]), theta0)
         s3, K3 = path_derivatives(model, lambda F: loss.from_first_layer(F, x, [p]))  # chain rule, no model pass
         assert K1.abs().max() > 0 and s1.abs().max() > 0 and K1[:, 0, 1].abs().max() > 0
+        assert not (s3.requires_grad or K3.requires_grad)  # no graph kept alive by the caller's per-path values
         for s_, K_ in ((s2, K2), (s3, K3)):
             torch.testing.assert_close(s_, s1, rtol=1e-9, atol=1e-12 * float(s1.abs().max()))
             torch.testing.assert_close(K_, K1, rtol=1e-8, atol=1e-10 * float(K1.abs().max()))
@@ -104,6 +105,11 @@ def test_shared_front_warmup_equals_the_per_path_and_direct_computations():
     with pytest.raises(ValueError, match="front_models"):
         theta_importance(enc, synth, path_loss, xs, loss.n_paths, path_range=(3, 4), front=front,
                          front_models=models[:1], **kw)
+    # the subspace solver takes s and ∂s/∂θ̃ from the shared model too: the same values as per path, no graph kept
+    sub = [theta_importance(enc, synth, path_loss, xs, loss.n_paths, path_range=rng, solver="subspace",
+                            subspace_rank=8, **extra, **kw) for extra in ({}, {"front": front})]
+    torch.testing.assert_close(sub[1], sub[0], rtol=1e-8, atol=0)
+    assert not sub[1].requires_grad and float(sub[1].max() / sub[1].min()) > 2
 
 
 def test_shared_front_differentiates_the_synth_once_per_batch():

@@ -98,7 +98,7 @@ def build_projection(module: torch.nn.Module, params: Sequence[torch.nn.Paramete
 def projected_eigenvalues(proj: Projection, s0: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """|λ| of largest magnitude of the projected H_{u,p} for every u: (U,) float64, from the path's s (B, U) and
     K (B, U, U) (``importance.loss_derivatives`` / ``taylor.path_derivatives``, ``per_example``)."""
-    s0, K = s0.double(), K.double()
+    s0, K = s0.detach().double(), K.detach().double()
     out = []
     for u, (A, QJ) in enumerate(zip(proj.A, proj.J)):
         M = torch.einsum("b,bmn->mn", s0[:, u], A)

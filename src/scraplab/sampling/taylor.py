@@ -145,4 +145,6 @@ def path_derivatives(model: QuadraticModel, loss_of_front: Callable[[list[torch.
             w = torch.autograd.grad(dot, leaves, retain_graph=u < U - 1, materialize_grads=True)  # ∇²L D_u
             K[:, u, :] += sum(torch.einsum("bk,vbk->bv", flat(wi, (B,)), flat(D, (U, B))) for wi, D in zip(w, model.D))
     dt = model.theta0.dtype
-    return s.detach().to(dt), K.to(dt)
+    # detached: K's second term is built from c, which carries the loss's graph; a caller keeping anything computed
+    # from K (the warm-up's per-path eigenvalues) would keep every path's graph alive
+    return s.detach().to(dt), K.detach().to(dt)
