@@ -64,8 +64,9 @@ def main(argv=None) -> dict:
             merge_s = _run(["merge=true", f"n_shards={args.shards}", *over], data)
             (pt,) = [f for f in (data / "theta_is").glob("*.pt") if not f.name.endswith(".vals.pt")]
             probs[name] = torch.load(pt, weights_only=True)
+            vals = torch.load(pt.with_name(pt.stem + ".vals.pt"), weights_only=True)  # C (P, U), for diagnosis
             rows[name] = {"overrides": over, "shards_wall_s": shards_s, "merge_s": merge_s,
-                          "total_min": (shards_s + merge_s) / 60}
+                          "total_min": (shards_s + merge_s) / 60, "C": vals.tolist(), "pi": probs[name].tolist()}
             print(f"{name:<10} {args.shards} shards {shards_s:6.1f} s + merge {merge_s:4.1f} s = "
                   f"{rows[name]['total_min']:.2f} min", flush=True)
     ref = "power20" if "power20" in probs else args.solvers[0]

@@ -22,4 +22,5 @@ def test_whole_warmup_both_solvers(tmp_path):
     row = doc["rows"]["subspace"]
     assert row["shards_wall_s"] > 0 and "sampler.warmup.solver=subspace" in row["overrides"]
     assert 0.5 < row["spearman_pi_vs_power20"] <= 1.0 and row["max_rel_pi_vs_power20"] > 0  # different solvers
+    assert len(row["C"]) == 49 and len(row["C"][0]) == 2 and len(row["pi"]) == 49
     assert json.loads(out.read_text())["provenance"]["command"].startswith("python experiments/warmup_wall.py")
