@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scraplab.sampling.sampler import _mix_seed, check_probs
+from scraplab.sampling.subspace import build_projection, projected_eigenvalues
 from scraplab.sampling.taylor import path_derivatives, quadratic_model
 
 # Version of the warm-up computation, stored beside every π: a stored π is reused only by the version that made it.
@@ -339,7 +340,6 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
         rows = []
         for p in tqdm(range(start, end), desc="θ-IS paths", disable=not progress):
             if projections is not None:
-                from scraplab.sampling.subspace import projected_eigenvalues
                 lam = torch.stack([projected_eigenvalues(projections[b], *derivatives(b, p))
                                    for b in range(len(xs))]).mean(0)
                 rows.append(lam.to(torch.float64))
@@ -370,8 +370,6 @@ def build_projections(encoder: torch.nn.Module, x, params: Sequence[torch.nn.Par
     """Per batch, the projected encoder Hessians of solver ``'subspace'`` (``subspace.build_projection``), seeded
     from (``seed``, batch index) so that every shard builds the same ones. The encoder must be in the mode the
     warm-up uses (eval)."""
-    from scraplab.sampling.subspace import build_projection
-
     params = list(params) if params is not None else [q for q in encoder.parameters() if q.requires_grad]
     xs = x if isinstance(x, (list, tuple)) else [x]
     return [build_projection(encoder, params, xb, rank, power, torch.Generator().manual_seed(_mix_seed(seed, -2 - b)))

@@ -90,7 +90,7 @@ def build_projection(module: torch.nn.Module, params: Sequence[torch.nn.Paramete
             Q = torch.linalg.qr(torch.cat(cols).T)[0].T  # (m, n) orthonormal rows
         Qd = Q.to(dt)
         A = torch.stack([Q @ hvp(x[b], u, Qd).double().T for b in range(B)])
-        A_out.append(0.5 * (A + A.transpose(1, 2)))  # A_{b,u} is symmetric: keep its projection so
+        A_out.append(0.5 * (A + A.transpose(1, 2)))  # A_{b,u} is a Hessian: drop the rounding's asymmetry
         J_out.append(J.double() @ Q.T)
     return Projection(A_out, J_out)
 
