@@ -3,7 +3,8 @@ against the dense u-slice operator built column by column from the warm-up's own
 import pytest
 import torch
 
-from scraplab.sampling.importance import _hvp, _slice_grads_local, theta_importance
+from scraplab.sampling.importance import (_encode, _hvp, _local_score, _slice_grads_from, loss_derivatives,
+                                          theta_importance)
 
 P, U, N = 4, 2, 12
 
@@ -40,7 +41,9 @@ def _dense_values(enc, synth, loss, x):
     enc.eval()
     out = torch.zeros(P, U, dtype=torch.float64)
     for p in range(P):
-        gs = _slice_grads_local(enc, lambda th: loss(synth(th), x, p), x, params, False, True)
+        theta = _encode(enc, x)
+        s0, K = loss_derivatives(lambda th: loss(synth(th), x, p), theta)
+        gs = _slice_grads_from(theta, _local_score(theta, s0, K), params, False)
         cols = []
         for i in range(n):
             e = torch.zeros(n, dtype=torch.float64)

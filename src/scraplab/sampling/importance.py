@@ -132,16 +132,6 @@ def _local_score(theta, s0, K):
     return s0 + Kd
 
 
-def _slice_grads_local(encoder, loss_of_theta, x, params, vectorize, per_example):
-    """Fast method: the synth and the path loss enter H_{u,p} v only through s and ∂s/∂θ̃ at θ̃0 (the chain rule
-    stops there: no third derivative), so they are differentiated once per path (gradient + U Hessian probes)
-    and every power iteration runs through the encoder alone. Same operator as ``_slice_grads``.
-    ``loss_of_theta(θ̃)`` is the path loss of the synth's render, or of a shared front end's quadratic model."""
-    theta = _encode(encoder, x)
-    s0, K = loss_derivatives(loss_of_theta, theta, per_example)
-    return _slice_grads_from(theta, _local_score(theta, s0, K), params, vectorize)
-
-
 def _hvp(gs, vs, params, vectorize):
     """H_u v_u for every u: gs, vs lists over params of (U, *shape)."""
     dot = sum((g * v).flatten(1).sum(1) for g, v in zip(gs, vs))  # (U,)
@@ -306,24 +296,24 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                            + ("" if n_ok == len(models) else f"; the others exceed {front_max_bytes / 2**30:g} GiB"
                                                                 " and are differentiated per path"))
 
-        def derivatives(b, p):  # s0, K of path p on batch b (method 'local', per example)
+        def derivatives(b, p, theta0=None):  # s0, K of path p on batch b at θ̃0 (method 'local')
             xb, kw = xs[b], kws[b]
             if models[b] is not None:  # from the shared model by the chain rule: the path stage only
                 return path_derivatives(models[b], lambda F: front[1](F, xb, p))
-            with torch.no_grad():
-                theta0 = _encode(encoder, xb)
-            return loss_derivatives(lambda th: path_loss_fn(synth_fn(th, **kw), xb, p), theta0, True)
+            if theta0 is None:
+                with torch.no_grad():
+                    theta0 = _encode(encoder, xb)
+            return loss_derivatives(lambda th: path_loss_fn(synth_fn(th, **kw), xb, p), theta0, per_example)
 
         def slice_grads(b, p):
-            xb, kw = xs[b], kws[b]
+            """Method 'local': synth and path loss enter H_{u,p} v only through s and ∂s/∂θ̃ at θ̃0 (the chain rule
+            stops there: no third derivative), so they are differentiated once per path and every Hessian-vector
+            product runs through the encoder alone. Same operator as ``_slice_grads`` (method 'direct')."""
             if method == "direct":
-                return _slice_grads(encoder, synth_fn, path_loss_fn, xb, kw, p, params, vectorize)
-            if models[b] is not None:
-                theta = _encode(encoder, xb)
-                s0, K = derivatives(b, p)
-                return _slice_grads_from(theta, _local_score(theta, s0, K), params, vectorize)
-            loss_of_theta = lambda th: path_loss_fn(synth_fn(th, **kw), xb, p)  # noqa: E731
-            return _slice_grads_local(encoder, loss_of_theta, xb, params, vectorize, per_example)
+                return _slice_grads(encoder, synth_fn, path_loss_fn, xs[b], kws[b], p, params, vectorize)
+            theta = _encode(encoder, xs[b])
+            s0, K = derivatives(b, p, theta)
+            return _slice_grads_from(theta, _local_score(theta, s0, K), params, vectorize)
 
         if solver != "subspace":
             projections = None
