@@ -26,12 +26,11 @@ SOLVERS = {"subspace": ["sampler.warmup.solver=subspace"],
            "power20": ["sampler.warmup.solver=power", "sampler.warmup.n_iter=20"]}
 
 
-def _run(args: list[str], data: Path) -> float:
+def _warmup(args: list[str], data: Path) -> subprocess.Popen:
+    """``scraplab warmup ARGS`` with its own data folder and one BLAS thread."""
     env = {**os.environ, "SCRAPLAB_DATA_DIR": str(data), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scraplab.cli", "warmup", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return subprocess.Popen([sys.executable, "-m", "scraplab.cli", "warmup", *args], env=env,
+                            stdout=subprocess.DEVNULL)
 
 
 def main(argv=None) -> dict:
@@ -52,16 +51,16 @@ def main(argv=None) -> dict:
         for name in args.solvers:
             data = Path(tmp) / name
             over = [*args.overrides, *SOLVERS[name]]
-            env = {**os.environ, "SCRAPLAB_DATA_DIR": str(data), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
             t0 = time.perf_counter()
-            procs = [subprocess.Popen([sys.executable, "-m", "scraplab.cli", "warmup", f"shard={k}",
-                                       f"n_shards={args.shards}", *over], env=env, stdout=subprocess.DEVNULL)
-                     for k in range(args.shards)]
-            codes = [p.wait() for p in procs]
+            codes = [p.wait() for p in [_warmup([f"shard={k}", f"n_shards={args.shards}", *over], data)
+                                        for k in range(args.shards)]]
             shards_s = time.perf_counter() - t0
             if any(codes):
                 raise RuntimeError(f"{name}: a shard failed (exit codes {codes})")
-            merge_s = _run(["merge=true", f"n_shards={args.shards}", *over], data)
+            t0 = time.perf_counter()
+            if _warmup(["merge=true", f"n_shards={args.shards}", *over], data).wait():
+                raise RuntimeError(f"{name}: the merge failed")
+            merge_s = time.perf_counter() - t0
             (pt,) = [f for f in (data / "theta_is").glob("*.pt") if not f.name.endswith(".vals.pt")]
             probs[name] = torch.load(pt, weights_only=True)
             vals = torch.load(pt.with_name(pt.stem + ".vals.pt"), weights_only=True)  # C (P, U), for diagnosis
