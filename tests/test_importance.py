@@ -78,6 +78,18 @@ def test_shards_merge_to_full_run_and_bad_tiling(tmp_path):
     torch.testing.assert_close(merge_shards([f2, f1]), full, rtol=0, atol=0)  # deterministic, shard-independent
     with pytest.raises(ValueError, match="tile"):
         merge_shards([f2])
+    # interleaved shards (the CLI's): values put back at their paths
+    odd, even = range(1, P, 2), range(0, P, 2)
+    f4 = save_shard(tmp_path / "d.pt", theta_importance(e, synth, loss, x, P, path_range=odd, **kw), odd, P, {})
+    f5 = save_shard(tmp_path / "e.pt", theta_importance(e, synth, loss, x, P, path_range=even, **kw), even, P, {})
+    torch.testing.assert_close(merge_shards([f4, f5]), full, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"missing \[1\], more than once \[2, 4\]"):
+        merge_shards([f2, f5])
+    with pytest.raises(ValueError, match="rows of values"):
+        save_shard(tmp_path / "f.pt", torch.ones(3, U, dtype=torch.float64), odd, P, {})
+    for bad in ((2, 2), (0, P + 1), range(P - 1, P + 1), (0, 1, 2)):
+        with pytest.raises(ValueError, match="path_range"):
+            theta_importance(e, synth, loss, x, P, path_range=bad, **kw)
     f3 = save_shard(tmp_path / "c.pt", torch.ones(3, U, dtype=torch.float64), (2, 5), P, {"other": 1})
     with pytest.raises(ValueError, match="settings"):
         merge_shards([f1, f3])

@@ -4,19 +4,20 @@ import torch
 
 import scraplab.sampling.importance as importance
 from scraplab.cli.train import train
-from scraplab.cli.warmup import main, parse_args, shard_range
+from scraplab.cli.warmup import main, parse_args, shard_paths
 from train_helpers import SHORT, TINY, tiny_cfg
 
 
-def test_shard_ranges_tile_the_paths():
-    for n_paths, n_shards in ((315, 1), (315, 4), (7, 7), (10, 3)):
-        ranges = [shard_range(n_paths, k, n_shards) for k in range(n_shards)]
-        assert ranges[0][0] == 0 and ranges[-1][1] == n_paths
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-        assert max(e - s for s, e in ranges) - min(e - s for s, e in ranges) <= 1
+def test_shard_paths_cover_every_path_once_and_interleave():
+    for n_paths, n_shards in ((315, 1), (315, 2), (315, 4), (7, 7), (10, 3)):
+        shards = [shard_paths(n_paths, k, n_shards) for k in range(n_shards)]
+        assert sorted(p for s in shards for p in s) == list(range(n_paths))
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+        if n_shards > 1:  # interleaved: every shard gets paths from the costly start of the order
+            assert all(s[0] < n_shards for s in shards)
     for bad in ((10, 3, 3), (10, -1, 3), (10, 0, 11), (10, 0, 0)):
         with pytest.raises(ValueError):
-            shard_range(*bad)
+            shard_paths(*bad)
 
 
 def test_needs_exactly_one_mode():

@@ -3,11 +3,13 @@
     scraplab warmup shard=K n_shards=S  [train overrides, e.g. experiment=paper_granular seed=0]
     scraplab warmup merge=true n_shards=S    [the same overrides]
 
-Each shard computes C_{u,p} for the contiguous path range [K·P/S, (K+1)·P/S) of the run's θ-IS problem (the same
+Each shard computes C_{u,p} for the paths K, K + S, K + 2S, … of the run's θ-IS problem (the same
 examples, untrained encoder and settings as ``python train.py ... sampler=theta_is``; see
 ``scraplab.cli.train.theta_is_problem``) and writes ``<data>/theta_is/shards/<name>/<K>of<S>.pt``. Each path's
-power iteration is seeded from (seed, p), so shards give exactly the values of one full run. ``--merge`` checks that
-the shards tile [0, P) with identical settings and writes ``<data>/theta_is/<name>.pt`` + ``.json``, which the
+power iteration is seeded from (seed, p), so shards give exactly the values of one full run. Interleaved, not
+contiguous: a path's cost falls with its rate along the path order (the fine-rate paths first cost up to 10× the
+last ones), so contiguous ranges left the first shard with most of the work. ``--merge`` checks that the shards
+cover [0, P) once with identical settings and writes ``<data>/theta_is/<name>.pt`` + ``.json``, which the
 training app then loads instead of computing π. On SLURM: ``shard=$SLURM_ARRAY_TASK_ID``, then one merge job
 (``--dependency=afterok``).
 """
@@ -24,15 +26,15 @@ import torch
 from scraplab.cli.build import build_all, compose_train
 from scraplab.cli.train import theta_is_problem
 from scraplab.locations import data_dir
-from scraplab.sampling.importance import (merge_shards, save_shard, store_probs, theta_importance,
-                                          warmup_record)
+from scraplab.sampling.importance import (merged_values, probs_from_values, save_shard, store_probs,
+                                          theta_importance, warmup_record)
 
 
-def shard_range(n_paths: int, shard: int, n_shards: int) -> tuple[int, int]:
-    """Contiguous, near-equal path range of shard ``shard`` of ``n_shards`` (0-based)."""
+def shard_paths(n_paths: int, shard: int, n_shards: int) -> range:
+    """The paths of shard ``shard`` of ``n_shards`` (0-based): every n_shards-th path from ``shard`` on."""
     if not 1 <= n_shards <= n_paths or not 0 <= shard < n_shards:
         raise ValueError(f"need 0 <= shard < n_shards <= n_paths={n_paths}, got shard {shard} of {n_shards}")
-    return shard * n_paths // n_shards, (shard + 1) * n_paths // n_shards
+    return range(shard, n_paths, n_shards)
 
 
 def _problem(overrides: list[str]) -> dict:
@@ -52,7 +54,7 @@ def _problem(overrides: list[str]) -> dict:
 
 
 USAGE = ("usage: scraplab warmup (shard=K | merge=true) n_shards=S [train overrides ...]\n\n"
-         "θ-IS warm-up as a job array: shard=K computes paths [K·P/S, (K+1)·P/S) of the problem that\n"
+         "θ-IS warm-up as a job array: shard=K computes paths K, K+S, K+2S, ... of the problem that\n"
          "`scraplab train OVERRIDES sampler=theta_is` would warm up; merge=true joins the S shards into the π file.\n"
          "  shard=K        0-based shard index (compute)\n  merge=true     merge every shard into the π file\n"
          "  n_shards=S     number of shards\n  OVERRIDES      train config overrides (Hydra syntax), e.g. experiment=paper_granular")
@@ -100,11 +102,11 @@ def main(argv: Optional[list[str]] = None) -> Path:
         stored = {json.loads(torch.load(f, weights_only=True)["settings"]) == p["record"] for f in files}
         if stored != {True}:
             raise ValueError("θ-IS shards were computed with other settings than these overrides")
-        probs = merge_shards(files)
-        vals = torch.cat([torch.load(f, weights_only=True)["vals"] for f in files])
+        vals = merged_values(files)
+        probs = probs_from_values(vals)
         out = store_probs(folder, p["name"], p["record"], probs, vals)
     else:
-        rng = shard_range(p["n_paths"], shard, n_shards)
+        rng = shard_paths(p["n_paths"], shard, n_shards)
         vals = theta_importance(p["encoder"], p["synth_fn"], p["path_loss_fn"], p["x"], p["n_paths"],
                                 synth_kwargs=p["synth_kwargs"], path_range=rng, n_iter=p["n_iter"], tol=p["tol"],
                                 seed=p["seed"], solver=p["solver"], front=p["front"], front_dtype=p["front_dtype"],

@@ -208,7 +208,7 @@ def _lanczos(apply, shapes, U, gen, n_iter, tol, dtype, device):
 
 
 def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, path_loss_fn: Callable, x, n_paths: int,
-                     synth_kwargs=None, path_range: tuple[int, int] | None = None, n_iter: int = 20,
+                     synth_kwargs=None, path_range: tuple[int, int] | range | None = None, n_iter: int = 20,
                      tol: float = 1e-4, seed: int = 0, params: Sequence[torch.nn.Parameter] | None = None,
                      batch_reduce: str = "eig_mean", vectorize: bool = True, check_determinism: bool = True,
                      progress: bool = True, method: str = "local", per_example: bool = True,
@@ -216,7 +216,7 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                      front_max_bytes: int = 2 << 30, front_models: list | None = None,
                      front_dtype: torch.dtype | None = None, subspace_rank: int = 32,
                      subspace_power: int = 1, projections: list | None = None) -> torch.Tensor:
-    """C_{u,p} for p in ``path_range`` (default all P): float64 (n_range, U).
+    """C_{u,p} for p in ``path_range`` (default all P; ``(start, end)`` or a ``range``): float64 (n_range, U).
 
     encoder(x) -> θ̃ (B, U); synth_fn(θ̃, **synth_kwargs) -> (B, 1, N); path_loss_fn(x_hat, x, p) -> scalar.
     ``x`` is one batch or a list of batches (``synth_kwargs`` then a list too, e.g. fixed seeds/shifts).
@@ -247,9 +247,7 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
     ``front_dtype``: the precision the models are built in (``front[0]`` must compute in it; the training app
     passes a float64 copy of the loss: the float32 nested derivatives round more than the per-path computation).
     """
-    start, end = path_range if path_range is not None else (0, n_paths)
-    if not 0 <= start < end <= n_paths:
-        raise ValueError(f"path_range must satisfy 0 <= start < end <= n_paths={n_paths}, got {(start, end)}")
+    paths = as_path_range(path_range, n_paths)
     if n_iter < 1 or tol < 0:
         raise ValueError(f"n_iter must be >= 1 and tol >= 0, got {n_iter}, {tol}")
     if batch_reduce not in ("eig_mean", "operator_mean"):
@@ -328,7 +326,7 @@ def theta_importance(encoder: torch.nn.Module | Callable, synth_fn: Callable, pa
                            f"{time.perf_counter() - t0:.1f} s ({sum(q.nbytes for q in projections) / 2**20:.0f} MiB)")
 
         rows = []
-        for p in tqdm(range(start, end), desc="θ-IS paths", disable=not progress):
+        for p in tqdm(paths, desc="θ-IS paths", disable=not progress):
             if projections is not None:
                 lam = torch.stack([projected_eigenvalues(projections[b], *derivatives(b, p))
                                    for b in range(len(xs))]).mean(0)
@@ -406,30 +404,63 @@ def probs_from_values(vals: torch.Tensor, min_prob_frac: float = 0.0, eps: float
     return check_probs(pi, c.shape[0])
 
 
-def save_shard(file, vals: torch.Tensor, path_range: tuple[int, int], n_paths: int, settings: dict) -> Path:
-    """Write one shard's values with the range and the settings that produced them."""
+def as_path_range(path_range, n_paths: int) -> range:
+    """The paths of ``theta_importance(path_range=...)``: None (all), ``(start, end)`` or a ``range`` (a step
+    interleaves shards, see ``scraplab.cli.warmup.shard_paths``); ValueError unless it is non-empty and inside
+    [0, n_paths)."""
+    if path_range is None:
+        return range(n_paths)
+    if isinstance(path_range, range):
+        paths = path_range
+    elif len(path_range) == 2:
+        paths = range(int(path_range[0]), int(path_range[1]))
+    else:
+        paths = range(0)  # refused below
+    if len(paths) == 0 or paths.step < 1 or paths[0] < 0 or paths[-1] >= n_paths:
+        raise ValueError(f"path_range must be (start, end) with 0 <= start < end <= n_paths={n_paths}, or a "
+                         f"non-empty increasing range inside [0, {n_paths}), got {path_range!r}")
+    return paths
+
+
+def save_shard(file, vals: torch.Tensor, path_range, n_paths: int, settings: dict) -> Path:
+    """Write one shard's values with its paths (``(start, end)`` or a ``range``) and the settings that produced
+    them."""
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"vals": vals.to(torch.float64), "start": int(path_range[0]), "end": int(path_range[1]),
+    paths = as_path_range(path_range, n_paths)
+    if vals.shape[0] != len(paths):
+        raise ValueError(f"{file}: {vals.shape[0]} rows of values for {len(paths)} paths")
+    torch.save({"vals": vals.to(torch.float64), "start": paths.start, "end": paths.stop, "step": paths.step,
                 "n_paths": int(n_paths), "settings": json.dumps(settings, sort_keys=True)}, file)
     return file
 
 
-def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
-    """π from shard files that must tile [0, P) exactly once with identical settings."""
-    shards = sorted((torch.load(Path(f), weights_only=True) for f in files), key=lambda s: s["start"])
+def merged_values(files: Sequence) -> torch.Tensor:
+    """C (P, U) from shard files whose paths must cover [0, P) exactly once, with identical settings."""
+    shards = [(Path(f), torch.load(Path(f), weights_only=True)) for f in files]
     if not shards:
         raise ValueError("no θ-IS shard files given")
-    if len({(s["n_paths"], s["settings"]) for s in shards}) != 1:
+    if len({(s["n_paths"], s["settings"]) for _, s in shards}) != 1:
         raise ValueError("θ-IS shards were made with different settings or n_paths")
-    pos = 0
-    for s in shards:
-        if s["start"] != pos:
-            raise ValueError(f"θ-IS shards do not tile the paths: expected a shard starting at {pos}, got {s['start']}")
-        pos = s["end"]
-    if pos != shards[0]["n_paths"]:
-        raise ValueError(f"θ-IS shards cover paths [0, {pos}) of {shards[0]['n_paths']}")
-    return probs_from_values(torch.cat([s["vals"] for s in shards]), min_prob_frac)
+    n_paths, U = shards[0][1]["n_paths"], shards[0][1]["vals"].shape[1]
+    vals = torch.zeros(n_paths, U, dtype=torch.float64)
+    count = torch.zeros(n_paths, dtype=torch.long)
+    for f, s in shards:
+        idx = torch.arange(s["start"], s["end"], s.get("step", 1))  # files without a step are contiguous
+        if idx.numel() != s["vals"].shape[0]:
+            raise ValueError(f"{f}: {s['vals'].shape[0]} rows of values for {idx.numel()} paths")
+        vals[idx] = s["vals"]
+        count[idx] += 1
+    if (count != 1).any():
+        missing, twice = torch.nonzero(count == 0)[:, 0].tolist(), torch.nonzero(count > 1)[:, 0].tolist()
+        raise ValueError(f"θ-IS shards do not tile the {n_paths} paths: missing {missing[:10]}"
+                         f"{'…' if len(missing) > 10 else ''}, more than once {twice[:10]}{'…' if len(twice) > 10 else ''}")
+    return vals
+
+
+def merge_shards(files: Sequence, min_prob_frac: float = 0.0) -> torch.Tensor:
+    """π from shard files whose paths must cover [0, P) exactly once with identical settings."""
+    return probs_from_values(merged_values(files), min_prob_frac)
 
 
 def warmup_record(settings: dict, n_paths: int, n_examples: int, n_iter: int = 20, tol: float = 1e-4, seed: int = 0,
