@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from scraplab.sampling.importance import (load_or_compute, merge_shards, probs_from_values, save_shard,
+from scraplab.sampling.importance import (load_or_compute, merge_shards, merged_values, probs_from_values, save_shard,
                                           theta_importance)
 
 P, U, N = 5, 2, 16
@@ -93,6 +93,9 @@ def test_shards_merge_to_full_run_and_bad_tiling(tmp_path):
     f3 = save_shard(tmp_path / "c.pt", torch.ones(3, U, dtype=torch.float64), (2, 5), P, {"other": 1})
     with pytest.raises(ValueError, match="settings"):
         merge_shards([f1, f3])
+    with pytest.raises(ValueError, match=r"other settings than the ones asked for: \[.*c\.pt'\]"):
+        merged_values([f1, f3], settings={})
+    torch.testing.assert_close(merged_values([f1, f2], settings={}), merged_values([f2, f1]), rtol=0, atol=0)
 
 
 def test_nondeterministic_synth_is_refused_and_mode_restored():

@@ -15,13 +15,11 @@ training app then loads instead of computing π. On SLURM: ``shard=$SLURM_ARRAY_
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import lightning as L
-import torch
 
 from scraplab.cli.build import build_all, compose_train
 from scraplab.cli.train import theta_is_problem
@@ -99,10 +97,7 @@ def main(argv: Optional[list[str]] = None) -> Path:
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise FileNotFoundError(f"missing θ-IS shards: {missing}")
-        stored = {json.loads(torch.load(f, weights_only=True)["settings"]) == p["record"] for f in files}
-        if stored != {True}:
-            raise ValueError("θ-IS shards were computed with other settings than these overrides")
-        vals = merged_values(files)
+        vals = merged_values(files, settings=p["record"])
         probs = probs_from_values(vals)
         out = store_probs(folder, p["name"], p["record"], probs, vals)
     else:

@@ -435,11 +435,16 @@ def save_shard(file, vals: torch.Tensor, path_range, n_paths: int, settings: dic
     return file
 
 
-def merged_values(files: Sequence) -> torch.Tensor:
-    """C (P, U) from shard files whose paths must cover [0, P) exactly once, with identical settings."""
+def merged_values(files: Sequence, settings: dict | None = None) -> torch.Tensor:
+    """C (P, U) from shard files whose paths must cover [0, P) exactly once, with identical settings (equal to
+    ``settings``, the record of :func:`warmup_record`, when given)."""
     shards = [(Path(f), torch.load(Path(f), weights_only=True)) for f in files]
     if not shards:
         raise ValueError("no θ-IS shard files given")
+    if settings is not None:
+        other = [str(f) for f, s in shards if json.loads(s["settings"]) != settings]
+        if other:
+            raise ValueError(f"θ-IS shards computed with other settings than the ones asked for: {other}")
     if len({(s["n_paths"], s["settings"]) for _, s in shards}) != 1:
         raise ValueError("θ-IS shards were made with different settings or n_paths")
     n_paths, U = shards[0][1]["n_paths"], shards[0][1]["vals"].shape[1]
@@ -452,9 +457,11 @@ def merged_values(files: Sequence) -> torch.Tensor:
         vals[idx] = s["vals"]
         count[idx] += 1
     if (count != 1).any():
-        missing, twice = torch.nonzero(count == 0)[:, 0].tolist(), torch.nonzero(count > 1)[:, 0].tolist()
-        raise ValueError(f"θ-IS shards do not tile the {n_paths} paths: missing {missing[:10]}"
-                         f"{'…' if len(missing) > 10 else ''}, more than once {twice[:10]}{'…' if len(twice) > 10 else ''}")
+        def listed(mask):  # the first 10 paths where mask holds
+            ix = torch.nonzero(mask)[:, 0].tolist()
+            return f"{ix[:10]}{'…' if len(ix) > 10 else ''}"
+        raise ValueError(f"θ-IS shards do not tile the {n_paths} paths: missing {listed(count == 0)}, "
+                         f"more than once {listed(count > 1)}")
     return vals
 
 
