@@ -1,6 +1,7 @@
 """Loss benchmark: forward + backward time and peak memory per optimisation step (paper Table 5).
 
     python experiments/benchmark_losses.py [--quick] [--json OUT.json] [--device cpu|cuda] [--batch 4]
+    python experiments/benchmark_losses.py --paired 315 [--rounds 5] [--json OUT.json]   # the SCRAPL / MSS ratio
 
 Each row times ``loss(x_hat, x).backward()`` w.r.t. ``x_hat`` on random signals (batch 4, 32768 samples, float32
 by default). SCRAPL is reported as the **mean step under uniform path sampling**: every path's time weighted by
@@ -124,6 +125,53 @@ def run_row(name, args):
     return rec
 
 
+def paired(args):
+    """SCRAPL and MSS Linear timed alternately in one process: per round, every path class's representative
+    (weighted by its size), each followed by one MSS Linear step, then the same with the target stored. Load or
+    cache drift moves both losses alike, so the per-round ratio is steadier than one row per child process."""
+    torch.manual_seed(0)
+    device, cfg = args.device, int(args.paired)
+    x = torch.randn(args.batch, 1, args.n_samples, device=device)
+    x_hat0 = torch.randn(args.batch, 1, args.n_samples, device=device)
+    mss = build("mss_linear", args.n_samples, device)
+    cold = build(f"scrapl_{cfg}", args.n_samples, device)
+    warm = build(f"scrapl_{cfg}_warm", args.n_samples, device)
+
+    def timed(fn):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        return (time.perf_counter() - t) * 1000
+
+    def step(loss, target, path=None):
+        x_hat = x_hat0.clone().requires_grad_(True)
+        (loss(x_hat, target) if path is None else loss(x_hat, target, paths=[path])).backward()
+
+    classes = path_classes(cold)
+    reps = [(m[0], len(m)) for m in classes]
+    step(mss, x), step(cold, x, 0)
+    for p, _ in reps:  # fill the store: the warm rows time a fixed training set after its first epoch
+        step(warm, x.clone(), p)
+    rounds = []
+    for _ in range(args.rounds):
+        t_mss, t_cold, t_warm = [], 0.0, 0.0
+        for p, size in reps:
+            t_cold += size * timed(lambda: (x.add_(1e-3), step(cold, x, p)))
+            t_mss.append(timed(lambda: step(mss, x)))
+            t_warm += size * timed(lambda: step(warm, x.clone(), p))
+            t_mss.append(timed(lambda: step(mss, x)))
+        m = statistics.mean(t_mss)
+        rounds.append(dict(mss_linear_ms=m, scrapl_ms=t_cold / cold.n_paths, scrapl_warm_ms=t_warm / cold.n_paths,
+                           ratio=t_cold / cold.n_paths / m, ratio_warm=t_warm / cold.n_paths / m))
+    summary = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    summary.update(ratio_min=min(r["ratio"] for r in rounds), ratio_max=max(r["ratio"] for r in rounds),
+                   ratio_warm_min=min(r["ratio_warm"] for r in rounds),
+                   ratio_warm_max=max(r["ratio_warm"] for r in rounds))
+    return dict(paths=cold.n_paths, classes=len(reps), batch=args.batch, n_samples=args.n_samples, device=device,
+                rounds=rounds, median=summary)
+
+
 def rss_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -146,7 +194,7 @@ def child(name, args):
     print("ROW " + json.dumps(rec), flush=True)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one path per computation class; skip full JTFS at P=483")
     ap.add_argument("--json", help="write the records to this file")
@@ -157,8 +205,12 @@ def main():
     ap.add_argument("--path-repeats", type=int, default=3)
     ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--paired", choices=["315", "483"],
+                    help="only SCRAPL at this P and MSS Linear, alternating in one process (see paired())")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the --paired mode")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args._child:
@@ -166,7 +218,18 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from runplan import finish_measurement, measurement_provenance  # experiments/runplan.py, next to this file
 
-    prov = measurement_provenance("experiments/benchmark_losses.py", sys.argv[1:])
+    prov = measurement_provenance("experiments/benchmark_losses.py", argv)
+    if args.paired:
+        doc = paired(args)
+        for i, r in enumerate(doc["rounds"]):
+            print(f"round {i}: MSS Linear {r['mss_linear_ms']:6.1f} ms  SCRAPL {r['scrapl_ms']:6.1f} ms "
+                  f"({r['ratio']:.2f}x)  targets stored {r['scrapl_warm_ms']:6.1f} ms ({r['ratio_warm']:.2f}x)")
+        med = doc["median"]
+        print(f"median of {len(doc['rounds'])} rounds: SCRAPL / MSS Linear {med['ratio']:.2f}x "
+              f"[{med['ratio_min']:.2f}, {med['ratio_max']:.2f}], targets stored {med['ratio_warm']:.2f}x "
+              f"[{med['ratio_warm_min']:.2f}, {med['ratio_warm_max']:.2f}] (target <= 1.5x)")
+        doc["threads"] = args.threads or torch.get_num_threads()
+        return finish_measurement(doc, prov, args.json)
     rows = args.rows or ["mss_linear", "mss_loglin", "mss_revisited", "mss_random", "scattering1d", "scrapl_315",
                          "scrapl_315_warm", "scrapl_483", "scrapl_483_warm", "jtfs_315"] + (
                          [] if args.quick else ["jtfs_483"])

@@ -1,0 +1,33 @@
+"""experiments/benchmark_losses.py --paired on a short signal: SCRAPL and MSS Linear alternate, the ratios are those
+of the recorded times, the JSON records provenance."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+spec = importlib.util.spec_from_file_location("_exp_benchmark_losses", EXP / "benchmark_losses.py")
+benchmark_losses = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark_losses)
+
+
+def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path):
+    out = tmp_path / "paired.json"
+    doc = benchmark_losses.main(["--paired", "315", "--rounds", "2", "--n-samples", "4096", "--batch", "1",
+                                 "--json", str(out)])
+    assert doc["paths"] == 315 and doc["classes"] > 1 and len(doc["rounds"]) == 2
+    for r in doc["rounds"]:
+        assert r["mss_linear_ms"] > 0 and r["scrapl_ms"] > 0 and r["scrapl_warm_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["scrapl_ms"] / r["mss_linear_ms"])
+        assert r["ratio_warm"] == pytest.approx(r["scrapl_warm_ms"] / r["mss_linear_ms"])
+    med = doc["median"]
+    assert med["ratio_min"] <= med["ratio"] <= med["ratio_max"]
+    saved = json.loads(out.read_text())
+    assert saved["provenance"]["command"].startswith("python experiments/benchmark_losses.py --paired 315")
+    assert saved["median"] == pytest.approx(med)
+
+
+def test_paired_mode_refuses_an_unknown_configuration():
+    with pytest.raises(SystemExit):
+        benchmark_losses.main(["--paired", "999"])
