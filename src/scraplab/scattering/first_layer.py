@@ -127,8 +127,18 @@ class FirstLayerGroup(torch.autograd.Function):
             return gX, None, None, None
         # rfft adjoint L·irfft(g·w), modulus adjoint z/|z|, ifft adjoint fft/L: the L and 1/L cancel.
         gr = torch.fft.irfft(g * rfft_adjoint_weights(g), n=r_eps.shape[-1]).div_(r_eps)
-        gz = torch.view_as_complex(torch.view_as_real(z) * gr.unsqueeze(-1))
-        return fold_adjoint(torch.fft.fft(gz), ctx.bands, w), None, None, None
+        return fold_adjoint(torch.fft.fft(_times_real(z, gr)), ctx.bands, w), None, None, None
+
+
+def _times_real(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """z · a for complex z and real a of one shape, as two real products written into their halves: the
+    broadcast (..., 2) · (..., 1) product of real views took 4-5 ms more per step at the full-rate group (batch 4,
+    10 rows × 65536, 2 threads, measured within one process)."""
+    zr = torch.view_as_real(z)
+    out = torch.empty_like(zr)
+    torch.mul(zr[..., 0], a, out=out[..., 0])
+    torch.mul(zr[..., 1], a, out=out[..., 1])
+    return torch.view_as_complex(out)
 
 
 def group_differentiable(X, bands, w, eps):
