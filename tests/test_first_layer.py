@@ -54,3 +54,17 @@ def test_fused_first_layer_second_derivatives():
     torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12 * g0.abs().max().item())
     torch.testing.assert_close(h1, h0, rtol=1e-8, atol=1e-10 * h0.abs().max().item())
     assert torch.autograd.gradcheck(lambda x: torch.cat([u.abs().flatten() for u in _layer(j, x, True)])[:40], (x,))
+
+
+
+def test_fused_backward_under_batched_grads_equals_one_vector_at_a_time():
+    # θ-IS's warm-up runs this backward under vmap, where out= products have no batching rule
+    torch.manual_seed(3)
+    j = JTFS(1024, J=5, Q=(4, 2), J_fr=2, Q_fr=1, dtype=torch.float64)
+    x = torch.randn(1, 1024, dtype=torch.float64, requires_grad=True)
+    U = torch.cat([u.flatten() for u in j.first_layer(x)])
+    vs = torch.randn(3, *U.shape, dtype=U.dtype)
+    (batched,) = torch.autograd.grad(U, x, vs, retain_graph=True, is_grads_batched=True)
+    for v, b in zip(vs, batched):
+        (one,) = torch.autograd.grad(U, x, v, retain_graph=True)
+        torch.testing.assert_close(b, one, rtol=1e-12, atol=1e-14)

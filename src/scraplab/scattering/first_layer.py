@@ -63,6 +63,12 @@ class Bands:
             yield r, lo, q0, min(n, L - q0), n
 
 
+def _batched(*ts) -> bool:
+    """Whether a tensor is batched by vmap (torch.func's, or autograd's is_grads_batched): out= ops fail there."""
+    f = torch._C._functorch
+    return any(f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t) for t in ts)
+
+
 def fold(X: torch.Tensor, bands: Bands, w: list[torch.Tensor]) -> torch.Tensor:
     """Periodised product ``subsample_fourier(X · ψ, k)`` over the bands, written into one buffer (``out=`` ops:
     no autograd; ``fold_differentiable`` is the same product for graphs).
@@ -135,6 +141,8 @@ def _times_real(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     broadcast (..., 2) · (..., 1) product of real views took 4-5 ms more per step at the full-rate group (batch 4,
     10 rows × 65536, 2 threads, measured within one process)."""
     zr = torch.view_as_real(z)
+    if _batched(zr, a):  # vmap (θ-IS's warm-up) has no rule for out=
+        return torch.view_as_complex(zr * a.unsqueeze(-1))
     out = torch.empty_like(zr)
     torch.mul(zr[..., 0], a, out=out[..., 0])
     torch.mul(zr[..., 1], a, out=out[..., 1])
