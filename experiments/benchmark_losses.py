@@ -139,11 +139,7 @@ def paired(args):
     warm = build(f"scrapl_{cfg}_warm", args.n_samples, device)
 
     def timed(fn):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        return (time.perf_counter() - t) * 1000
+        return time_step(fn, device, 1, warmup=0)[0]
 
     def step(loss, target, path=None):
         x_hat = x_hat0.clone().requires_grad_(True)
@@ -162,13 +158,11 @@ def paired(args):
             t_mss.append(timed(lambda: step(mss, x)))
             t_warm += size * timed(lambda: step(warm, fixed.clone(), p))
             t_mss.append(timed(lambda: step(mss, x)))
-        m = statistics.mean(t_mss)
-        rounds.append(dict(mss_linear_ms=m, scrapl_ms=t_cold / cold.n_paths, scrapl_warm_ms=t_warm / cold.n_paths,
-                           ratio=t_cold / cold.n_paths / m, ratio_warm=t_warm / cold.n_paths / m))
+        m, sc, sw = statistics.mean(t_mss), t_cold / cold.n_paths, t_warm / cold.n_paths
+        rounds.append(dict(mss_linear_ms=m, scrapl_ms=sc, scrapl_warm_ms=sw, ratio=sc / m, ratio_warm=sw / m))
     summary = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-    summary.update(ratio_min=min(r["ratio"] for r in rounds), ratio_max=max(r["ratio"] for r in rounds),
-                   ratio_warm_min=min(r["ratio_warm"] for r in rounds),
-                   ratio_warm_max=max(r["ratio_warm"] for r in rounds))
+    for k in ("ratio", "ratio_warm"):
+        summary.update({f"{k}_min": min(r[k] for r in rounds), f"{k}_max": max(r[k] for r in rounds)})
     store = warm.target_store  # every timed stored-target step must be served: misses only while filling
     return dict(paths=cold.n_paths, classes=len(reps), batch=args.batch, n_samples=args.n_samples, device=device,
                 rounds=rounds, median=summary, store_hits=store.hits, store_misses=store.misses)

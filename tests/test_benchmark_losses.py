@@ -22,7 +22,8 @@ def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path
         assert r["ratio"] == pytest.approx(r["scrapl_ms"] / r["mss_linear_ms"])
         assert r["ratio_warm"] == pytest.approx(r["scrapl_warm_ms"] / r["mss_linear_ms"])
     # the stored-target steps are served from the store: one miss per (sound, class) while filling it
-    assert doc["store_misses"] == doc["classes"] * doc["batch"] and doc["store_hits"] == 2 * doc["classes"] * doc["batch"]
+    filled = doc["classes"] * doc["batch"]
+    assert doc["store_misses"] == filled and doc["store_hits"] == 2 * filled
     med = doc["median"]
     assert med["ratio_min"] <= med["ratio"] <= med["ratio_max"]
     saved = json.loads(out.read_text())

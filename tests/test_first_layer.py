@@ -56,7 +56,6 @@ def test_fused_first_layer_second_derivatives():
     assert torch.autograd.gradcheck(lambda x: torch.cat([u.abs().flatten() for u in _layer(j, x, True)])[:40], (x,))
 
 
-
 def test_fused_backward_under_batched_grads_equals_one_vector_at_a_time():
     # θ-IS's warm-up runs this backward under vmap, where out= products have no batching rule
     torch.manual_seed(3)
