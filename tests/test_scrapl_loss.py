@@ -224,3 +224,24 @@ def test_target_cache_is_reused_for_an_unchanged_target(loss64, monkeypatch):
     loss64(x_hat + 1.0, x, paths=[2])  # same target (also a copy of it): no new target transform
     loss64(x_hat, x.clone(), paths=[1])
     assert calls == [[1, 2], [1, 2], [2], [1]]  # (prediction, target), then predictions only
+
+
+@pytest.mark.parametrize("make", [lambda: SCRAPLLoss(**KW), lambda: SCRAPLLoss(**KW, target_cache_mb=1.0),
+                                  lambda: JTFSLoss(**KW)], ids=["scrapl", "scrapl-store", "jtfs"])
+def test_a_loss_first_called_under_inference_mode_still_trains(make):
+    # Lazily built state (first-layer supports, operator columns, target coefficients) must not become inference
+    # tensors, which autograd refuses to save: a user's script may evaluate before it trains.
+    x_hat, x = signals()
+    fresh, used = make().double(), make().double()
+    paths = {} if isinstance(fresh, JTFSLoss) else dict(paths=[0, fresh.n_paths - 1])
+    with torch.inference_mode():
+        before = used(x_hat, x, **paths)
+    grads = []
+    for loss in (fresh, used):
+        z = x_hat.clone().requires_grad_()
+        v = loss(z, x, **paths)
+        v.backward()
+        grads.append(z.grad)
+    torch.testing.assert_close(v.detach(), before)
+    torch.testing.assert_close(grads[1], grads[0])
+    assert grads[0].abs().sum() > 0

@@ -238,17 +238,23 @@ class JTFS(nn.Module):
     def _supports(self, device):
         key = (device, self.psi1.dtype)
         if key not in self._sup_cache:
-            def t(s):  # float arrays (the conjugation signs) follow the filters' dtype
-                if s is None:
-                    return None
-                return tuple(torch.as_tensor(a, device=device, dtype=None if a.dtype.kind == "i" else self.psi1.dtype)
-                             for a in s)
-            bands = [None if b is None else (b, b.weights(self.psi1[a:stop].to(device), k))
-                     for b, (a, stop, k) in zip(self._bands1, self._groups)]
-            self._sup_cache[key] = ([t(s) for s in self._np_sup1],
-                                    {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()},
-                                    bands)
+            self._sup_cache[key] = self._build_device_supports(device)
         return self._sup_cache[key]
+
+    @torch.inference_mode(False)
+    def _build_device_supports(self, device):
+        """Index and weight tensors for ``device``. Built outside inference mode even when the first call runs under
+        it: they are kept for every later call, and autograd cannot save inference tensors for backward."""
+        def t(s):  # float arrays (the conjugation signs) follow the filters' dtype
+            if s is None:
+                return None
+            return tuple(torch.as_tensor(a, device=device, dtype=None if a.dtype.kind == "i" else self.psi1.dtype)
+                         for a in s)
+        bands = [None if b is None else (b, b.weights(self.psi1[a:stop].to(device), k))
+                 for b, (a, stop, k) in zip(self._bands1, self._groups)]
+        return ([t(s) for s in self._np_sup1],
+                {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()},
+                bands)
 
     def _first_order_input(self, U1):
         """S1 = U1 ∗ φ_T at stride T: (B, n1_total, T_pad) real."""
@@ -298,8 +304,9 @@ class JTFS(nn.Module):
         W = torch.view_as_complex(getattr(self, f"wfr{n_fr}"))
         key = (n_fr, n1, W.device, W.dtype)
         if key not in self._col_cache:
-            mag = W.abs()
-            self._col_cache[key] = torch.nonzero(mag[:n1].amax(0) > OPERATOR_TOL * mag.amax())[:, 0]
+            with torch.inference_mode(False):  # kept for later calls, as _build_device_supports
+                mag = W.abs()
+                self._col_cache[key] = torch.nonzero(mag[:n1].amax(0) > OPERATOR_TOL * mag.amax())[:, 0]
         return W[:n1], self._col_cache[key]
 
     def _unpad_matrix(self, X):
