@@ -1,8 +1,6 @@
 """experiments/aggregate.py and plots.py on fake run folders: method naming, CI, paired tests, history, errors."""
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +11,9 @@ from scipy import stats
 from scraplab.metrics.runs import RunFolderError, method_name
 from scraplab.metrics.stats import mean_ci95, paired_test
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
+from experiment_scripts import load_experiment
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_exp_{name}", EXP / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-aggregate, plots = _load("aggregate"), _load("plots")
+aggregate, plots = load_experiment("aggregate"), load_experiment("plots")
 
 SYNTH = {"_target_": "scraplab.synths.granular.GranularSynth"}
 SCRAPL = {"_target_": "scraplab.losses.SCRAPLLoss"}

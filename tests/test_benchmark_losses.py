@@ -1,15 +1,12 @@
 """experiments/benchmark_losses.py --paired on a short signal: SCRAPL and MSS Linear alternate, the ratios are those
 of the recorded times, the JSON records provenance."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-spec = importlib.util.spec_from_file_location("_exp_benchmark_losses", EXP / "benchmark_losses.py")
-benchmark_losses = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark_losses)
+from experiment_scripts import load_experiment
+
+benchmark_losses = load_experiment("benchmark_losses")
 
 
 def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path):

@@ -1,14 +1,11 @@
 """experiments/benchmark_step.py on a tiny run: every phase is timed, the shares add up, the JSON records provenance."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-spec = importlib.util.spec_from_file_location("_exp_benchmark_step", EXP / "benchmark_step.py")
-benchmark_step = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark_step)
+from experiment_scripts import load_experiment
+
+benchmark_step = load_experiment("benchmark_step")
 
 
 def test_step_profile_times_every_phase_and_writes_provenance(tmp_path):

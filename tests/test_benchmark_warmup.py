@@ -1,14 +1,11 @@
 """experiments/benchmark_warmup.py on a tiny warm-up problem: every solver row, its extrapolation and rank checks."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-spec = importlib.util.spec_from_file_location("_exp_benchmark_warmup", EXP / "benchmark_warmup.py")
-benchmark_warmup = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark_warmup)
+from experiment_scripts import load_experiment
+
+benchmark_warmup = load_experiment("benchmark_warmup")
 
 
 def test_spearman_is_a_rank_correlation():

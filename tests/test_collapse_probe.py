@@ -1,17 +1,13 @@
 """experiments/collapse_probe.py: the coherence measure, and the probe on generated one-shots."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from experiment_scripts import load_experiment
 from train_helpers import tone, write_wav
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-spec = importlib.util.spec_from_file_location("_exp_collapse_probe", EXP / "collapse_probe.py")
-probe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(probe)
+probe = load_experiment("collapse_probe")
 
 
 def test_coherence_is_one_for_a_shared_push_and_zero_for_opposite_ones():

@@ -1,16 +1,16 @@
 """experiments/direct_aggregate.py on fake raw arm files: per-parameter CI, steps to an error, refusal of mixed code."""
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scraplab.metrics.stats import mean_ci95
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXP))  # direct_aggregate imports its sibling script by name, as when run from experiments/
-import direct_aggregate as agg  # noqa: E402
+from experiment_scripts import EXPERIMENTS, load_experiment
+
+sys.path.insert(0, str(EXPERIMENTS))  # direct_aggregate imports its sibling script by name, as when run from there
+agg = load_experiment("direct_aggregate")
 
 
 def _raw(arm, errs, commit="abc", dirty=False, steps=(0, 5, 10)):

@@ -1,5 +1,4 @@
 """experiments/readout_probe.py: the ridge and nearest-neighbour readouts, and the probe on a trained run folder."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -7,12 +6,10 @@ import numpy as np
 import pytest
 
 from scraplab.cli.train import train
+from experiment_scripts import load_experiment
 from train_helpers import tiny_cfg
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-spec = importlib.util.spec_from_file_location("_exp_readout_probe", EXP / "readout_probe.py")
-probe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(probe)
+probe = load_experiment("readout_probe")
 
 
 def _linear_data(rng, m, d=6):

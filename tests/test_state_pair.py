@@ -1,17 +1,13 @@
 """experiments/state_pair_tr808.py on fake run folders: the paired table of compact − fp32 θ error, one commit."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXP))
-spec = importlib.util.spec_from_file_location("_exp_state_pair", EXP / "state_pair_tr808.py")
-state_pair = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(state_pair)
+from experiment_scripts import load_experiment
+
+state_pair = load_experiment("state_pair_tr808")
 
 
 def _run(root, arm, seed, test, commit="abc"):

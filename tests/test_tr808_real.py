@@ -1,16 +1,11 @@
 """experiments/tr808_real.py's table on fake run folders: metrics with CIs, paired tests, the one-commit rule."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXP))
-spec = importlib.util.spec_from_file_location("_exp_tr808_real", EXP / "tr808_real.py")
-tr808_real = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tr808_real)
+from experiment_scripts import EXPERIMENTS, load_experiment
+
+tr808_real = load_experiment("tr808_real")
 
 
 def _run(root, arm, seed, jtfs, spread, commit="abc", status="ok", **extra):
@@ -109,7 +104,7 @@ def test_the_default_entry_is_the_chosen_arms_runs(tmp_path):
 def test_the_bare_tr808_command_trains_the_committed_tables_choice(tmp_path):
     """`python train.py synth=tr808` composes exactly the arm experiments/results/tr808_real.json chose."""
     from train_helpers import compose_cfg
-    doc = json.loads((EXP / "results" / "tr808_real.json").read_text())
+    doc = json.loads((EXPERIMENTS / "results" / "tr808_real.json").read_text())
     arm = {tr808_real.RESULT_ARM.get(a, a): a for a in tr808_real.ARMS}[doc["default_recipe"]]
     _, chosen = tr808_real.plan_entry(arm, 0, tmp_path)[:2]
     bare = [*tr808_real.BARE, "eval_init=false", "seed=0"]  # the arms' own test and seed settings

@@ -1,5 +1,4 @@
 """experiments/twin_table.py on fake twin run folders: the issue's JSON shape, targets, and the one-commit rule."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -7,11 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXP))  # twin_table imports twin_granular (the arm names) from its own folder
-spec = importlib.util.spec_from_file_location("_exp_twin_table", EXP / "twin_table.py")
-twin_table = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(twin_table)
+from experiment_scripts import EXPERIMENTS, load_experiment
+
+sys.path.insert(0, str(EXPERIMENTS))  # twin_table imports twin_granular (the arm names) from its own folder
+twin_table = load_experiment("twin_table")
 
 CFG = {"synth": {"_target_": "scraplab.synths.granular.GranularSynth", "n_samples": 8192, "sample_rate": 8192,
                  "n_grains": 16, "grain_n_samples": 2048, "jtfs": {"J": 9}},

@@ -1,14 +1,11 @@
 """experiments/warmup_wall.py on a tiny problem: real `scraplab warmup` shards in parallel, merge, π compared."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXP = Path(__file__).resolve().parents[1] / "experiments"
-spec = importlib.util.spec_from_file_location("_exp_warmup_wall", EXP / "warmup_wall.py")
-warmup_wall = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(warmup_wall)
+from experiment_scripts import load_experiment
+
+warmup_wall = load_experiment("warmup_wall")
 
 
 @pytest.mark.slow
