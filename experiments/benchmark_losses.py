@@ -27,6 +27,8 @@ from collections import defaultdict
 
 import torch
 
+from scraplab.host_memory import MODES, set_host_memory
+
 JTFS_CONFIGS = {
     315: dict(J=12, Q=(8, 2), J_fr=3, Q_fr=2),  # granular / chirplet (paper Tables 10-11)
     483: dict(J=12, Q=(8, 2), J_fr=5, Q_fr=2, T=2048, F=1),  # TR-808 (Table 12)
@@ -204,11 +206,14 @@ def main(argv=None):
     ap.add_argument("--paired", choices=["315", "483"],
                     help="only SCRAPL at this P and MSS Linear, alternating in one process (see paired())")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the --paired mode")
+    ap.add_argument("--host-memory", choices=MODES, default="keep",
+                    help="allocator setting of scraplab.host_memory, as the train command's host_memory (default keep)")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = set_host_memory(args.host_memory)  # process-wide: both losses of a run share it
     if args._child:
         return child(args._child, args)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -224,7 +229,7 @@ def main(argv=None):
         print(f"median of {len(doc['rounds'])} rounds: SCRAPL / MSS Linear {med['ratio']:.2f}x "
               f"[{med['ratio_min']:.2f}, {med['ratio_max']:.2f}], targets stored {med['ratio_warm']:.2f}x "
               f"[{med['ratio_warm_min']:.2f}, {med['ratio_warm_max']:.2f}] (target <= 1.5x)")
-        doc["threads"] = args.threads or torch.get_num_threads()
+        doc.update(threads=args.threads or torch.get_num_threads(), host_memory=args.host_memory, host_memory_kept=kept)
         return finish_measurement(doc, prov, args.json)
     rows = args.rows or ["mss_linear", "mss_loglin", "mss_revisited", "mss_random", "scattering1d", "scrapl_315",
                          "scrapl_315_warm", "scrapl_483", "scrapl_483_warm", "jtfs_315"] + (
@@ -233,8 +238,8 @@ def main(argv=None):
     for name in rows:  # one child process per row: CPU peak memory is a per-process high-water mark
         cmd = [sys.executable, __file__, "--_child", name, "--device", args.device, "--batch", str(args.batch),
                "--n-samples", str(args.n_samples), "--repeats", str(args.repeats),
-               "--path-repeats", str(args.path_repeats)] + (["--quick"] if args.quick else []) + (
-               ["--threads", str(args.threads)] if args.threads else [])
+               "--path-repeats", str(args.path_repeats), "--host-memory", args.host_memory] + (
+               ["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
         out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
         if out.returncode != 0 or not line:
@@ -258,7 +263,8 @@ def main(argv=None):
             if cold:
                 print(f"  {name:>14}  {cold['mean_ms']:7.1f} -> {r['mean_ms']:7.1f} ms ({r['mean_ms'] / cold['mean_ms']:.2f}x)")
     # the records, with the commit, command, versions and machine load (rows compare only within one file)
-    finish_measurement({"rows": records, "threads": args.threads or torch.get_num_threads()}, prov, args.json)
+    finish_measurement({"rows": records, "threads": args.threads or torch.get_num_threads(),
+                        "host_memory": args.host_memory, "host_memory_kept": kept}, prov, args.json)
 
 
 if __name__ == "__main__":

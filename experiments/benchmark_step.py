@@ -145,12 +145,14 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from scraplab.cli.build import build_all, compose_train
+    from scraplab.host_memory import set_host_memory
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from runplan import finish_measurement, measurement_provenance  # experiments/runplan.py
 
     prov = measurement_provenance("experiments/benchmark_step.py", argv)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(list(args.overrides), tmp)
+        kept = set_host_memory(str(cfg.host_memory))  # as the train command does (host_memory=default to compare)
         L.seed_everything(int(cfg.seed), workers=True)
         times = phases(build_all(cfg), args.steps, args.warmup)
         loop = lightning_loop(compose_train(list(args.overrides), os.path.join(tmp, "loop")), args.steps, args.warmup)
@@ -158,6 +160,7 @@ def main(argv=None) -> dict:
     step_ms = 1e3 * statistics.median(loop)
     loss_ms = med["loss_fwd"] + med["loss_bwd"]
     doc = {"overrides": args.overrides, "steps": args.steps, "threads": args.threads,
+           "host_memory": str(cfg.host_memory), "host_memory_kept": kept,
            "phases_ms_median": med, "sum_of_phases_ms": sum(med.values()), "lightning_step_ms_median": step_ms,
            "lightning_and_logging_overhead_ms": step_ms - sum(med.values()), "loss_ms": loss_ms,
            "non_loss_share": 1.0 - loss_ms / step_ms, "target_non_loss_share_at_most": 0.30,
@@ -168,6 +171,7 @@ def main(argv=None) -> dict:
         print(f"{k:<{width}}  {med[k]:8.1f} ms  {100 * med[k] / step_ms:5.1f} %")
     print(f"{'sum of phases':<{width}}  {doc['sum_of_phases_ms']:8.1f} ms")
     print(f"{'Lightning step':<{width}}  {step_ms:8.1f} ms  (overhead {doc['lightning_and_logging_overhead_ms']:.1f} ms)")
+    print(f"host memory: {doc['host_memory']} (freed memory kept: {kept})")
     print(f"non-loss share {100 * doc['non_loss_share']:.1f} % (target ≤ 30 %: {'met' if doc['met'] else 'NOT met'}); "
           f"load {prov['load_before']} → {doc['load_after']}")
     return doc

@@ -12,7 +12,7 @@ benchmark_losses = load_experiment("benchmark_losses")
 def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path):
     out = tmp_path / "paired.json"
     doc = benchmark_losses.main(["--paired", "315", "--rounds", "2", "--n-samples", "4096", "--batch", "1",
-                                 "--json", str(out)])
+                                 "--host-memory", "default", "--json", str(out)])
     assert doc["paths"] == 315 and doc["classes"] > 1 and len(doc["rounds"]) == 2
     for r in doc["rounds"]:
         assert r["mss_linear_ms"] > 0 and r["scrapl_ms"] > 0 and r["scrapl_warm_ms"] > 0
@@ -26,6 +26,7 @@ def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path
     saved = json.loads(out.read_text())
     assert saved["provenance"]["command"].startswith("python experiments/benchmark_losses.py --paired 315")
     assert saved["median"] == pytest.approx(med)
+    assert saved["host_memory"] == "default"  # the allocator setting the figures were taken under
 
 
 def test_paired_mode_refuses_an_unknown_configuration():

@@ -11,7 +11,7 @@ benchmark_step = load_experiment("benchmark_step")
 def test_step_profile_times_every_phase_and_writes_provenance(tmp_path):
     out = tmp_path / "step.json"
     doc = benchmark_step.main(["--overrides", "experiment=twin_granular", "sampler=uniform",
-                               "debug=tiny", "--steps", "3", "--warmup", "1",
+                               "debug=tiny", "host_memory=default", "--steps", "3", "--warmup", "1",
                                "--json", str(out)])
     assert set(doc["phases_ms_median"]) == set(benchmark_step.PHASES)
     assert all(v >= 0 for v in doc["phases_ms_median"].values()) and doc["phases_ms_median"]["loss_fwd"] > 0
@@ -21,3 +21,4 @@ def test_step_profile_times_every_phase_and_writes_provenance(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["provenance"]["command"].startswith("python experiments/benchmark_step.py")
     assert len(saved["provenance"]["commit"]) == 40
+    assert saved["host_memory"] == "default"

@@ -16,8 +16,10 @@ from scraplab.locations import config_dir
 # Short synth lengths keep every synth fast on CPU while staying valid for its CQT (and JTFS) settings.
 SHORT = {"granular": ["synth.n_samples=8192"], "chirplet": ["synth.n_samples=8192", "synth.max_shift=256"],
          "tr808": ["experiment=cpu_tr808_synthetic", "synth.n_samples=8192"]}  # the bare tr808 preset needs make drums
+# host_memory=default: the in-process runs leave the pytest process's allocator as it is (tests/test_host_memory.py
+# checks the setting itself, each in a fresh interpreter).
 TINY = ["debug=tiny", "logger=csv", "eval_init=false", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false"]
+        "trainer.enable_model_summary=false", "host_memory=default"]
 
 
 def compose_cfg(overrides: list[str], out_dir: Path | str, config_name: str = "train") -> DictConfig:

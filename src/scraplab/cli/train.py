@@ -35,6 +35,7 @@ from scraplab.cli import run_folder
 from scraplab.cli.checkpoint import SAFE_GLOBALS, safe_load
 from scraplab.cli.presets import check_cpu_preset, with_cpu_preset
 from scraplab.cli.status import RunInterrupted, classify, is_known
+from scraplab.host_memory import set_host_memory
 from scraplab.metrics.cost import StepCostCallback
 from scraplab.models.encoder import encoder_weights
 from scraplab.locations import config_dir
@@ -208,6 +209,7 @@ def _train(cfg: DictConfig, out_dir: Path, start: float, run: dict) -> dict[str,
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     try:
         check_config(cfg)  # before the seed is used: seed=abc is a config error, not a traceback
+        set_host_memory(str(cfg.get("host_memory", "keep")))  # process-wide, so set here, by the command
         L.seed_everything(int(cfg.seed), workers=True)
         objs = build_all(cfg)
     except (ValueError, TypeError, InstantiationException) as err:  # bad values: fail at start-up, naming the setting
