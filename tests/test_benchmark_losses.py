@@ -18,6 +18,7 @@ def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path
         assert r["mss_linear_ms"] > 0 and r["scrapl_ms"] > 0 and r["scrapl_warm_ms"] > 0
         assert r["ratio"] == pytest.approx(r["scrapl_ms"] / r["mss_linear_ms"])
         assert r["ratio_warm"] == pytest.approx(r["scrapl_warm_ms"] / r["mss_linear_ms"])
+        assert r["ratio_serial"] == pytest.approx(r["scrapl_serial_ms"] / r["mss_linear_ms"])  # overlap off
     # the stored-target steps are served from the store: one miss per (sound, class) while filling it
     filled = doc["classes"] * doc["batch"]
     assert doc["store_misses"] == filled and doc["store_hits"] == 2 * filled

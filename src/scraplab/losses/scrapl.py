@@ -15,6 +15,7 @@ from torch import nn
 
 from ..scattering import JTFS
 from ..sampling.probs import check_probs
+from . import overlap
 from .checks import as_paths, check_pair
 
 SCALINGS = ("norm", "paper")
@@ -82,6 +83,9 @@ class SCRAPLLoss(nn.Module):
             a changed sound is never served stale): a fixed training set's targets are transformed once per path
             instead of once per step. The values agree with a fresh computation to float32 round-off, not bit for
             bit (rows computed in another batch). Memory-side and CPU-keyed: meant for CPU training.
+        overlap_target: on CPU with ≥ 2 intra-op threads, ``forward`` computes the target's coefficients on a
+            background thread while it transforms the prediction (``losses.overlap``; same values bit for bit).
+            False: one thread, one after the other.
 
     Shapes: ``x_hat`` and ``x`` are (B, N) or (B, C, N) float; channels are treated as extra examples.
     Returns a scalar: the batch mean of the (weighted, path-averaged) distances; with ``reduction="none"`` the
@@ -97,7 +101,8 @@ class SCRAPLLoss(nn.Module):
                  T: Optional[int] = None, F: Optional[int] = None, first_order: bool = False,
                  scaling: str = "norm", log1p: bool = False, log1p_eps: float = 1e-3,
                  probs: Optional[Sequence[float]] = None, importance_weighted: bool = False,
-                 seed: Optional[int] = None, eps: float = 1e-12, target_cache_mb: float = 0.0):
+                 seed: Optional[int] = None, eps: float = 1e-12, target_cache_mb: float = 0.0,
+                 overlap_target: bool = True):
         super().__init__()
         if scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
@@ -106,6 +111,7 @@ class SCRAPLLoss(nn.Module):
         self.jtfs = JTFS(shape, J, Q, J_fr, Q_fr, T, F, first_order=first_order, eps=eps)
         self.scaling, self.log1p, self.log1p_eps = scaling, log1p, log1p_eps
         self.importance_weighted = importance_weighted
+        self.overlap_target = bool(overlap_target)
         self.register_buffer("probs", check_probs(probs, self.n_paths), persistent=True)
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self.last_paths: list[int] = []
@@ -143,7 +149,12 @@ class SCRAPLLoss(nn.Module):
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
         paths = self.draw(1, generator) if paths is None else self._checked_paths(paths)
         self.last_paths = paths
-        return self._distance(self.jtfs.forward_paths(x_hat, paths), x, paths, reduction, n_examples)
+        if self.overlap_target and overlap.can_overlap(x_hat, x):
+            pending = overlap.submit(self._target_coefficients, x, paths)
+            S_hat = overlap.beside(pending, self.jtfs.forward_paths, x_hat, paths)
+            return self._distance(S_hat, pending.result(), paths, reduction, n_examples)
+        S_hat = self.jtfs.forward_paths(x_hat, paths)
+        return self._distance(S_hat, self._target_coefficients(x, paths), paths, reduction, n_examples)
 
     def first_layer(self, x_hat: torch.Tensor) -> list[torch.Tensor]:
         """The prediction's first JTFS layer (all rows; see ``JTFS.first_layer``), differentiable. With
@@ -163,7 +174,8 @@ class SCRAPLLoss(nn.Module):
         x = x.reshape(-1, x.shape[-1]).to(self.jtfs.psi1.dtype)
         if U1[0].shape[0] != x.shape[0]:
             raise ValueError(f"the first layer has {U1[0].shape[0]} rows, the target {x.shape[0]}")
-        return self._distance(self.jtfs.paths_from_first_layer(U1, paths), x, paths, reduction, n_examples)
+        S_hat = self.jtfs.paths_from_first_layer(U1, paths)
+        return self._distance(S_hat, self._target_coefficients(x, paths), paths, reduction, n_examples)
 
     def _checked_paths(self, paths) -> list[int]:
         paths = as_paths(paths)
@@ -174,8 +186,7 @@ class SCRAPLLoss(nn.Module):
             raise ValueError(f"path indices {bad} out of range [0, {self.n_paths})")
         return paths
 
-    def _distance(self, S_hat, x, paths, reduction, n_examples):
-        S = self._target_coefficients(x, paths)
+    def _distance(self, S_hat, S, paths, reduction, n_examples):
         dist = path_distance(self._rho(S_hat), S, self.scaling, self.n_paths)  # (B, k)
         if self.importance_weighted:
             w = 1.0 / (self.n_paths * self.probs[paths].to(dist.dtype))
