@@ -137,33 +137,6 @@ def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torc
     return torch.view_as_complex(out)
 
 
-def second_layer(U1_hat: list[torch.Tensor], groups, psi2_levels: list[torch.Tensor], n2: int, j2: int,
-                 n1_max: int, log2_stride: int, supports=None) -> torch.Tensor:
-    """Y2 = U1 ∗ ψ2[n2] for the scalogram rows with j1 < j2, all at time resolution 2**j2.
-
-    ``supports`` maps k1 to the (idx, pos) of ``fold_product`` for ψ2[n2] at that level (or None).
-    Returns:
-        (B, n1_max, Npad / 2**j2) complex.
-    """
-    parts = []
-    for (start, stop, k1), U in zip(groups, U1_hat):
-        if start >= n1_max:
-            break
-        stop = min(stop, n1_max)
-        k2 = min(j2 - k1, log2_stride)
-        sup = supports.get(k1) if supports is not None else None
-        h = psi2_levels[k1][n2]
-        U = U[:, : stop - start]
-        if sup is None:
-            U = half_to_full(U, h.shape[-1])
-        Y = fold_product(U, h, k2, sup)
-        parts.append(torch.fft.ifft(Y))
-    lengths = {p.shape[-1] for p in parts}
-    if len(lengths) != 1:  # kymatio stacks these rows too; it needs j1 + log2 T >= j2
-        raise ValueError(f"second-order rows at mixed resolutions {sorted(lengths)}; T is too small for J")
-    return torch.cat(parts, dim=1)
-
-
 CHUNK_ELEMENTS = 1 << 18  # complex values per chunk of the fused frequential stage on CPU (2 MiB in complex64)
 # On accelerators a chunk is a kernel launch, and small matmuls leave the device idle: 16 M values (128 MiB in
 # complex64, the product's memory bound per chunk) make one chunk of every P = 315 path at batch 32.

@@ -25,6 +25,7 @@ from .filterbank import (
     time_padding,
 )
 from .paths import PathMeta, enumerate_paths
+from .second_layer import BandFold, HalfBand, second_layer
 
 
 SUPPORT_TOL = 1e-30  # filter taps below this fraction of a filter's peak are skipped (see core.fold_product)
@@ -170,7 +171,7 @@ class JTFS(nn.Module):
         device = U1[0].device
         out = [None] * len(idxs)
         for n2, items in by_rate.items():
-            X = self._first_order_input(U1) if n2 is None else core.second_layer(
+            X = self._first_order_input(U1) if n2 is None else second_layer(
                 U1, self._groups, self._psi2_levels(), n2, items[0][1].j2, items[0][1].n1_max, self.log2_stride,
                 self._supports(device)[1][n2])
             for positions, coefs in self._frequential(X, [p for _, p in items]):
@@ -224,8 +225,12 @@ class JTFS(nn.Module):
                 if a >= p.n1_max:
                     break
                 h = psi2[p.n2]["levels"][k1]
-                sup = support(h, min(p.j2 - k1, self.log2_stride))
-                if sup is not None:  # the scalogram spectra are rfft halves: read bin i > n/2 as conj(bin n - i)
+                k2 = min(p.j2 - k1, self.log2_stride)
+                sup = support(h, k2)
+                band = None if sup is None else HalfBand.from_support(sup[0][0], h.shape[0], k2)
+                if band is not None:  # a wide circular band: sliced (second_layer.fold_half_band)
+                    sup = band
+                elif sup is not None:  # the scalogram spectra are rfft halves: read bin i > n/2 as conj(bin n - i)
                     idx, n = sup[0][0], h.shape[0]
                     neg = idx > n // 2
                     sign = np.stack([np.ones(idx.size), np.where(neg, -1.0, 1.0)], axis=-1)
@@ -252,8 +257,13 @@ class JTFS(nn.Module):
                          for a in s)
         bands = [None if b is None else (b, b.weights(self.psi1[a:stop].to(device), k))
                  for b, (a, stop, k) in zip(self._bands1, self._groups)]
+        def t2(n2, k1, s):  # a ψ2 level: a band's taps from the filter buffer, or index tensors
+            if isinstance(s, HalfBand):
+                return BandFold(s, s.weights(getattr(self, f"psi2_l{k1}")[n2].to(device)))
+            return t(s)
+
         return ([t(s) for s in self._np_sup1],
-                {n2: {k: t(s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()},
+                {n2: {k: t2(n2, k, s) for k, s in lv.items()} for n2, lv in self._np_sup2.items()},
                 bands)
 
     def _first_order_input(self, U1):
