@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import _abs, fold_product, modulus, rfft, rfft_adjoint_weights
+from .core import _abs, _batched, fold_product, modulus, rfft, rfft_adjoint_weights
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,6 @@ class Bands:
         for r, (lo, hi, q0) in enumerate(self.rows):
             n = hi - lo
             yield r, lo, q0, min(n, L - q0), n
-
-
-def _batched(*ts) -> bool:
-    """Whether a tensor is batched by vmap (torch.func's, or autograd's is_grads_batched): out= ops fail there."""
-    f = torch._C._functorch
-    return any(f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t) for t in ts)
 
 
 def fold(X: torch.Tensor, bands: Bands, w: list[torch.Tensor]) -> torch.Tensor:
