@@ -165,31 +165,29 @@ def _chunks(B: int, T: int, C: int, device=None):
 
 
 def _real_layout(X: torch.Tensor, W: torch.Tensor):
-    """Real operands with Xᵀ W = Zr[..., :C] + i·Zr[..., C:] for Zr = Xr · Wb, frames before channels.
+    """Real operands with Xᵀ W = Zr[..., :C] + i·Zr[..., C:] for Zr = Xr · Wb, frames first.
 
-    Xr is (B, T, 2·n1) = [Re X_0, Im X_0, Re X_1, …] per frame (or (B, T, n1) for a real X) and Wb the real block
-    matrix of W with its rows in that order, so that a chunk of frames is one batched real matmul that yields the real
-    and imaginary parts as two contiguous halves, and the modulus runs on contiguous memory (about 1.4x faster than
-    on the strided views of a complex tensor). Xr comes from one transpose of the complex (B, n1, T), which keeps
-    each value's real and imaginary parts together: 0.9 ms at j2 = 1 (batch 4, 10 rows, 32768 frames) where the
-    former frames-first [Re | Im] layout took a strided permute of 9.8 ms, and the backward's inverse another 7."""
+    Xr is (T, B, 2·n1) = [Re X_0, Im X_0, Re X_1, …] per frame and example (or (T, B, n1) for a real X) and Wb the
+    real block matrix of W with its rows in that order, so that a chunk of frames is one contiguous (c·B, 2·n1)
+    matrix, one real matmul yields the real and imaginary parts as two contiguous halves, and the modulus runs on
+    contiguous memory (about 1.4x faster than on the strided views of a complex tensor). Xr comes from one permute
+    of the complex (B, n1, T), which keeps each value's real and imaginary parts together: 1–2.6 ms at j2 = 1
+    (batch 4, 10 rows, 32768 frames) where permuting the real view into [Re | Im] halves took 9.8 ms."""
     Wr, Wi = W.real, W.imag
+    T, B = X.shape[-1], X.shape[0]
     if X.is_complex():
-        Xr = torch.view_as_real(X.transpose(-1, -2).contiguous())
-        Xr = Xr.reshape(*Xr.shape[:-2], -1)
+        Xr = torch.view_as_real(X.permute(2, 0, 1).contiguous()).reshape(T, B, -1)
         Wb = torch.stack([torch.cat([Wr, Wi], 1), torch.cat([-Wi, Wr], 1)], dim=1).reshape(-1, 2 * W.shape[-1])
     else:
-        Xr, Wb = X.transpose(-1, -2).contiguous(), torch.cat([Wr, Wi], 1)
+        Xr, Wb = X.permute(2, 0, 1).contiguous(), torch.cat([Wr, Wi], 1)
     return Xr, Wb
 
 
-def _from_real_layout(gXr: torch.Tensor, complex_: bool, contiguous: bool = True) -> torch.Tensor:
-    """The inverse of ``_real_layout`` for X: (B, T, 2·n1) or (B, T, n1) -> (B, n1, T) (a transposed view unless
-    ``contiguous``)."""
+def _from_real_layout(gXr: torch.Tensor, complex_: bool) -> torch.Tensor:
+    """The inverse of ``_real_layout`` for X, as a view: (c, B, 2·n1) or (c, B, n1) -> (B, n1, c)."""
     if complex_:
         gXr = torch.view_as_complex(gXr.view(*gXr.shape[:-1], -1, 2))
-    gX = gXr.transpose(-1, -2)
-    return gX.contiguous() if contiguous else gX
+    return gXr.permute(1, 2, 0)
 
 
 class _ScatterAverage(torch.autograd.Function):
@@ -214,28 +212,28 @@ class _ScatterAverage(torch.autograd.Function):
             return _scatter_average_backward_graph(X, W, A, g, ctx.eps), None, None, None
         Xr, Wb = _real_layout(X, W)
         WbT = Wb.transpose(0, 1)
+        g = g.transpose(0, 1).reshape(g.shape[1], B * C)  # (T', B·C)
         batched = _batched(g)  # θ-IS runs this backward under vmap (is_grads_batched): out of place there
         parts, gX = [], None if batched else torch.empty_like(X)
         for a, b in _chunks(B, T, C, X.device):
-            Zr = torch.matmul(Xr[:, a:b], Wb)  # (B, c, 2C)
-            ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).div_(_chunk_modulus(Zr, C).clamp_min_(ctx.eps))
-            # views with explicit sizes: the legacy vmap of is_grads_batched has no rule for flatten / unflatten
+            Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)
+            ratio = torch.matmul(A[:, a:b].transpose(0, 1), g).view(-1, C).div_(_chunk_modulus(Zr, C).clamp_min_(ctx.eps))
             if batched:  # vmap refuses Zr.mul_(ratio) with ratio batched and Zr not
-                gZr = (Zr.view(B, -1, 2, C) * ratio.unsqueeze(-2)).view(B, -1, 2 * C)
-                parts.append(torch.matmul(gZr, WbT))  # (B, c, 2·n1) or (B, c, n1)
+                gZr = (Zr.view(-1, 2, C) * ratio.unsqueeze(1)).view(-1, 2 * C)
+                parts.append(torch.matmul(gZr, WbT).view(b - a, B, -1))  # (c, B, 2·n1) or (c, B, n1)
                 continue
-            Zr.view(B, -1, 2, C).mul_(ratio.unsqueeze(-2))  # in place: 2.6x faster than a new product
+            Zr.view(-1, 2, C).mul_(ratio.unsqueeze(1))  # in place: 2.6x faster than a new product
             # each chunk's gradient written straight into its frames of the (B, n1, T) result: no concatenation
-            # of the chunks and no transposing copy of the whole gradient afterwards
-            gX[..., a:b].copy_(_from_real_layout(torch.matmul(Zr, WbT), X.is_complex(), contiguous=False))
+            # of the chunks and no permuting copy of the whole gradient afterwards
+            gX[..., a:b].copy_(_from_real_layout(torch.matmul(Zr, WbT).view(b - a, B, -1), X.is_complex()))
         if not batched:
             return gX, None, None, None
-        return _from_real_layout(torch.cat(parts, dim=-2), X.is_complex()), None, None, None
+        return _from_real_layout(torch.cat(parts, dim=0), X.is_complex()).contiguous(), None, None, None
 
 
 def _chunk_modulus(Zr, C):
-    """(B, c, C) modulus of a chunk laid out as [real | imaginary] halves (``_real_layout``)."""
-    re, im = Zr[..., :C], Zr[..., C:]
+    """(c·B, C) modulus of a chunk laid out as [real | imaginary] halves (``_real_layout``)."""
+    re, im = Zr[:, :C], Zr[:, C:]
     return torch.addcmul(re * re, im, im).sqrt_()
 
 
@@ -245,11 +243,11 @@ def _scatter_average(X, W, A):
     Xr, Wb = _real_layout(X, W)
     out = None
     for a, b in _chunks(B, T, C, X.device):
-        Zr = torch.matmul(Xr[:, a:b], Wb).square_()  # (B, c, 2C), squared in place
-        M = torch.add(Zr[..., :C], Zr[..., C:]).sqrt_()  # (B, c, C); 1.25x faster than _chunk_modulus's three passes
-        part = torch.matmul(A[:, a:b], M)  # (B, T', C)
+        Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb).square_()  # (c·B, 2C), squared in place
+        M = torch.add(Zr[:, :C], Zr[:, C:]).sqrt_()  # (c·B, C); 1.25x faster than _chunk_modulus's three passes
+        part = torch.matmul(A[:, a:b], M.view(b - a, B * C))  # (T', B·C)
         out = part if out is None else out.add_(part)
-    return out
+    return out.view(-1, B, C).transpose(0, 1)
 
 
 def _scatter_average_backward_graph(X, W, A, g, eps):
