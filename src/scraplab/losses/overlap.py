@@ -24,6 +24,8 @@ from typing import Callable
 
 import torch
 
+from ..scattering.core import vmapped
+
 _lock = threading.Lock()
 _worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid that created it, executor)
 
@@ -38,16 +40,11 @@ def _executor() -> ThreadPoolExecutor:
         return _worker[1]
 
 
-def _transformed(t: torch.Tensor) -> bool:
-    f = torch._C._functorch
-    return f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t)
-
-
 def can_overlap(*tensors: torch.Tensor) -> bool:
     """Whether a computation on ``tensors`` may run on the worker thread (see the module docstring)."""
     if torch.get_num_threads() < 2 or torch.is_autocast_enabled("cpu"):
         return False
-    return all(t.device.type == "cpu" and not _transformed(t) for t in tensors)
+    return all(t.device.type == "cpu" for t in tensors) and not vmapped(*tensors)
 
 
 def submit(fn: Callable, *args) -> Future:

@@ -39,9 +39,9 @@ def modulus(z: torch.Tensor, eps: float) -> torch.Tensor:
     return _Modulus.apply(z, eps)
 
 
-def _batched(*ts) -> bool:
-    """Whether a tensor is batched by vmap (torch.func's, or autograd's is_grads_batched): out= and in-place ops
-    with an unbatched destination fail there."""
+def vmapped(*ts) -> bool:
+    """Whether a tensor is wrapped by a torch.func transform (vmap, grad) or batched by autograd's is_grads_batched:
+    out= ops and in-place ops with an unbatched destination fail under vmap."""
     f = torch._C._functorch
     return any(f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t) for t in ts)
 
@@ -213,7 +213,7 @@ class _ScatterAverage(torch.autograd.Function):
         Xr, Wb = _real_layout(X, W)
         WbT = Wb.transpose(0, 1)
         g = g.transpose(0, 1).reshape(g.shape[1], B * C)  # (T', B·C)
-        batched = _batched(g)  # θ-IS runs this backward under vmap (is_grads_batched): out of place there
+        batched = vmapped(g)  # θ-IS runs this backward under vmap (is_grads_batched): out of place there
         parts, gX = [], None if batched else torch.empty_like(X)
         for a, b in _chunks(B, T, C, X.device):
             Zr = torch.matmul(Xr[a:b].reshape((b - a) * B, -1), Wb)  # (c·B, 2C)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import _abs, _batched, fold_product, modulus, rfft, rfft_adjoint_weights
+from .core import _abs, fold_product, modulus, rfft, rfft_adjoint_weights, vmapped
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def _times_real(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     broadcast (..., 2) · (..., 1) product of real views took 4-5 ms more per step at the full-rate group (batch 4,
     10 rows × 65536, 2 threads, measured within one process)."""
     zr = torch.view_as_real(z)
-    if _batched(zr, a):  # vmap (θ-IS's warm-up) has no rule for out=
+    if vmapped(zr, a):  # vmap (θ-IS's warm-up) has no rule for out=
         return torch.view_as_complex(zr * a.unsqueeze(-1))
     out = torch.empty_like(zr)
     torch.mul(zr[..., 0], a, out=out[..., 0])
