@@ -27,8 +27,6 @@ from collections import defaultdict
 
 import torch
 
-from scraplab.host_memory import MODES, set_host_memory
-
 JTFS_CONFIGS = {
     315: dict(J=12, Q=(8, 2), J_fr=3, Q_fr=2),  # granular / chirplet (paper Tables 10-11)
     483: dict(J=12, Q=(8, 2), J_fr=5, Q_fr=2, T=2048, F=1),  # TR-808 (Table 12)
@@ -201,6 +199,10 @@ def child(name, args):
 
 
 def main(argv=None):
+    # imported here, not at the top: compare_kymatio_jtfs.py imports this file's helpers in the oracle venv,
+    # which has no scraplab
+    from scraplab.host_memory import MODES, set_host_memory
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one path per computation class; skip full JTFS at P=483")
     ap.add_argument("--json", help="write the records to this file")

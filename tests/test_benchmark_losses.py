@@ -1,6 +1,9 @@
 """experiments/benchmark_losses.py --paired on a short signal: SCRAPL and MSS Linear alternate, the ratios are those
 of the recorded times, the JSON records provenance."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +36,12 @@ def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path
 def test_paired_mode_refuses_an_unknown_configuration():
     with pytest.raises(SystemExit):
         benchmark_losses.main(["--paired", "999"])
+
+
+def test_its_helpers_import_without_scraplab():
+    # compare_kymatio_jtfs.py imports them in the oracle venv, where scraplab cannot be installed
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    code = ("import sys; sys.modules['scraplab'] = None; sys.path.insert(0, sys.argv[1]); "
+            "from benchmark_losses import peak_rss_mb, rss_mb; print(rss_mb() > 0)")
+    out = subprocess.run([sys.executable, "-c", code, str(experiments)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
