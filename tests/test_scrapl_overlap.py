@@ -103,6 +103,8 @@ def test_a_forked_child_makes_a_worker_of_its_own(monkeypatch):
 
     parent = overlap._executor()
     assert overlap._executor() is parent
+    monkeypatch.setattr(overlap, "_worker", overlap._worker)  # the process's worker is restored afterwards
     monkeypatch.setattr(os, "getpid", lambda: -1)
     child = overlap._executor()
     assert child is not parent and child.submit(lambda: 41 + 1).result(timeout=30) == 42
+    child.shutdown(wait=True)  # the "child's" thread is not left idling in the test process

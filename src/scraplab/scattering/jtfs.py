@@ -257,6 +257,7 @@ class JTFS(nn.Module):
                          for a in s)
         bands = [None if b is None else (b, b.weights(self.psi1[a:stop].to(device), k))
                  for b, (a, stop, k) in zip(self._bands1, self._groups)]
+
         def t2(n2, k1, s):  # a ψ2 level: a band's taps from the filter buffer, or index tensors
             if isinstance(s, HalfBand):
                 return BandFold(s, s.weights(getattr(self, f"psi2_l{k1}")[n2].to(device)))
