@@ -22,6 +22,8 @@ def test_paired_mode_times_every_class_and_reports_ratios_of_its_rounds(tmp_path
         assert r["ratio"] == pytest.approx(r["scrapl_ms"] / r["mss_linear_ms"])
         assert r["ratio_warm"] == pytest.approx(r["scrapl_warm_ms"] / r["mss_linear_ms"])
         assert r["ratio_serial"] == pytest.approx(r["scrapl_serial_ms"] / r["mss_linear_ms"])  # overlap off
+        assert r["target_ms"] > 0 and r["ratio_target"] == pytest.approx(r["target_ms"] / r["mss_linear_ms"])
+        assert r["hidden"] == pytest.approx((r["scrapl_warm_ms"] + r["target_ms"] - r["scrapl_ms"]) / r["target_ms"])
     # the stored-target steps are served from the store: one miss per (sound, class) while filling it
     filled = doc["classes"] * doc["batch"]
     assert doc["store_misses"] == filled and doc["store_hits"] == 2 * filled
