@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from scraplab.losses import SCRAPLLoss
+from scraplab.losses import JTFSLoss, SCRAPLLoss
 from scraplab.losses import overlap
 
 SMALL = dict(shape=4096, J=6, Q=(8, 2), J_fr=3, Q_fr=2)
@@ -51,6 +51,23 @@ def test_overlapped_target_gives_the_one_thread_values_bit_for_bit(dtype, store_
         (gb,) = torch.autograd.grad(lb, x_hat)
         assert torch.equal(la, lb) and torch.equal(ga, gb)
     assert len(submissions) == 3 and threading.get_ident() not in submissions  # it did run elsewhere
+
+
+@pytest.mark.parametrize("log1p", [False, True])
+def test_the_full_loss_overlaps_its_target_with_the_one_thread_values(log1p, two_threads, submissions):
+    # JTFSLoss (the full-JTFS baseline) is SCRAPLLoss.full: its target's transform runs on the worker too
+    a = JTFSLoss(**SMALL, log1p=log1p).double()
+    b = JTFSLoss(**SMALL, log1p=log1p, overlap_target=False).double()
+    torch.manual_seed(1)
+    x, x_hat = torch.rand(2, 1, 4096, dtype=torch.float64), torch.randn(2, 1, 4096, dtype=torch.float64,
+                                                                         requires_grad=True)
+    for reduction in ("mean", "none"):
+        la, lb = a(x_hat, x, reduction=reduction), b(x_hat, x, reduction=reduction)
+        (ga,) = torch.autograd.grad(la.sum(), x_hat)
+        (gb,) = torch.autograd.grad(lb.sum(), x_hat)
+        assert torch.equal(la, lb) and torch.equal(ga, gb)
+    assert len(submissions) == 2 and threading.get_ident() not in submissions
+    assert x.grad is None and not b.full(x_hat.detach(), x).requires_grad
 
 
 def test_no_overlap_where_the_worker_would_not_share_the_callers_state(two_threads, submissions):

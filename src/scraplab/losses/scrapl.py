@@ -196,13 +196,21 @@ class SCRAPLLoss(nn.Module):
     def full(self, x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """The exact full loss: mean over all P paths of the per-path distance (= the expectation of
         ``forward`` under uniform π). One first layer per signal, shared by every path. ``reduction`` as in
-        ``forward``."""
+        ``forward``; with ``overlap_target`` the target is transformed on the worker thread, as in ``forward``."""
         n_examples = _check_reduction(reduction, x_hat)
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
-        S_hat = self._rho(self.jtfs(x_hat))
-        with torch.no_grad():
-            S = self._rho(self.jtfs(x))
+        if self.overlap_target and overlap.can_overlap(x_hat, x):  # the target on the worker, as in forward
+            pending = overlap.submit(self._all_coefficients, x)
+            S_hat = overlap.beside(pending, self._all_coefficients, x_hat)
+            S = pending.result()
+        else:
+            S_hat = self._all_coefficients(x_hat)
+            with torch.no_grad():
+                S = self._all_coefficients(x)
         return _reduce(path_distance(S_hat, S, self.scaling, self.n_paths), reduction, n_examples)
+
+    def _all_coefficients(self, x):
+        return self._rho(self.jtfs(x))
 
     def _rho(self, S):
         return torch.log1p(S / self.log1p_eps) if self.log1p else S
