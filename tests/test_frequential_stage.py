@@ -52,7 +52,7 @@ def test_gradient_matches_direct_computation_and_eps_clamp():
     assert (Z.abs() < eps).sum() >= 1  # the clamp was exercised
 
 
-@pytest.mark.parametrize("chunk", [16, 1 << 18])
+@pytest.mark.parametrize("chunk", [16, 1 << 19])
 def test_chunking_does_not_change_result(monkeypatch, chunk):
     monkeypatch.setattr(core, "CHUNK_ELEMENTS", chunk)
     X, W, A = _operands(T=1000)

@@ -144,7 +144,10 @@ def fold_product(X: torch.Tensor, h: torch.Tensor, k: int, support=None) -> torc
     return torch.view_as_complex(out)
 
 
-CHUNK_ELEMENTS = 1 << 18  # complex values per chunk of the fused frequential stage on CPU (2 MiB in complex64)
+# Complex values per chunk of the fused frequential stage on CPU (4 MiB in complex64). The full-JTFS step (batch 4,
+# 32768 samples, P = 315 + 8, 2 threads) alternating in one process: 2^14 39 s, 2^16 22 s, 2^18 9.8-12.1 s,
+# 2^19 8.7-8.9 s, 2^20 9.4 s (medians of 3-4 steps on a slow day); SCRAPL's mean step did not move (187 / 182 ms).
+CHUNK_ELEMENTS = 1 << 19
 # On accelerators a chunk is a kernel launch, and small matmuls leave the device idle: 16 M values (128 MiB in
 # complex64, the product's memory bound per chunk) make one chunk of every P = 315 path at batch 32.
 ACCELERATOR_CHUNK_ELEMENTS = 1 << 24
