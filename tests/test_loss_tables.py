@@ -68,3 +68,16 @@ def test_the_kymatio_table_takes_each_sides_mean_mss_step(tmp_path):
     assert "| kymatio main | 100.00 s | 100.0 ms | 1000× | 16.00 GB |" in text
     assert "| scraplab | 4.00 s | 100.0 ms | 40× | 0.50 GB |" in text  # MSS: the mean of its two runs
     assert "**25.0× faster** (target ≥ 20×)" in text
+
+
+def test_the_readme_tables_are_those_of_the_folder_it_cites():
+    # the README's loss tables are pasted from one run_loss_benchmarks.sh folder: re-rendering it gives them back
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    cited = set(re.findall(r"experiments/results/(loss_benchmarks_[0-9a-f]+)/", readme))
+    assert len(cited) == 1, cited
+    rendered = loss_tables.render(root / "experiments" / "results" / cited.pop())
+    assert rendered.strip() in readme
