@@ -37,8 +37,8 @@ def _write(folder, **docs):
 def test_tables_print_the_figures_of_the_files_with_their_source(tmp_path):
     _write(tmp_path, quick=_quick(), paired_315=_paired())
     text = loss_tables.render(tmp_path)
-    assert "| **SCRAPL, P = 315** | 315 | 90.0 | 80.0 | 70.0 | 150.0 | 400 | 1.80× |" in text
-    assert "| exact full JTFS (orders 1+2) | 323 | 4 321 | – | – | – | 500 | 86.42× |" in text
+    assert "| **SCRAPL, P = 315** | 315 | 90.0 | 80.0 | 70.0 | 150.0 | 400 |" in text
+    assert "| exact full JTFS (orders 1+2) | 323 | 4 321 | – | – | – | 500 |" in text
     assert "| SCRAPL, targets stored | 70.0 ms, **1.40×** [1.35, 1.45] |" in text
     assert "| share of it the overlap hides | 40 % [35, 45] |" in text
     assert "at abc1234" in text and "load average before it 0.50, 0.60, 0.70" in text
