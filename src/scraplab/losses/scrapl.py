@@ -149,12 +149,19 @@ class SCRAPLLoss(nn.Module):
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
         paths = self.draw(1, generator) if paths is None else self._checked_paths(paths)
         self.last_paths = paths
+        S_hat, S = self._both(lambda a: self.jtfs.forward_paths(a, paths), x_hat,
+                              lambda b: self._target_coefficients(b, paths), x)
+        return self._distance(S_hat, S, paths, reduction, n_examples)
+
+    def _both(self, prediction, x_hat, target, x):
+        """(prediction(x_hat), target(x)), the target without autograd: on the overlap worker while the prediction
+        is computed where ``overlap_target`` and ``overlap.can_overlap`` allow it, else after it on this thread."""
         if self.overlap_target and overlap.can_overlap(x_hat, x):
-            pending = overlap.submit(self._target_coefficients, x, paths)
-            S_hat = overlap.beside(pending, self.jtfs.forward_paths, x_hat, paths)
-            return self._distance(S_hat, pending.result(), paths, reduction, n_examples)
-        S_hat = self.jtfs.forward_paths(x_hat, paths)
-        return self._distance(S_hat, self._target_coefficients(x, paths), paths, reduction, n_examples)
+            pending = overlap.submit(target, x)
+            return overlap.beside(pending, prediction, x_hat), pending.result()
+        S_hat = prediction(x_hat)
+        with torch.no_grad():
+            return S_hat, target(x)
 
     def first_layer(self, x_hat: torch.Tensor) -> list[torch.Tensor]:
         """The prediction's first JTFS layer (all rows; see ``JTFS.first_layer``), differentiable. With
@@ -199,18 +206,11 @@ class SCRAPLLoss(nn.Module):
         ``forward``; with ``overlap_target`` the target is transformed on the worker thread, as in ``forward``."""
         n_examples = _check_reduction(reduction, x_hat)
         x_hat, x = check_pair(x_hat, x, self.jtfs.shape, dtype=self.jtfs.psi1.dtype)
-        if self.overlap_target and overlap.can_overlap(x_hat, x):  # the target on the worker, as in forward
-            pending = overlap.submit(self._all_coefficients, x)
-            S_hat = overlap.beside(pending, self._all_coefficients, x_hat)
-            S = pending.result()
-        else:
-            S_hat = self._all_coefficients(x_hat)
-            with torch.no_grad():
-                S = self._all_coefficients(x)
-        return _reduce(path_distance(S_hat, S, self.scaling, self.n_paths), reduction, n_examples)
+        def coefficients(signal):
+            return self._rho(self.jtfs(signal))
 
-    def _all_coefficients(self, x):
-        return self._rho(self.jtfs(x))
+        S_hat, S = self._both(coefficients, x_hat, coefficients, x)
+        return _reduce(path_distance(S_hat, S, self.scaling, self.n_paths), reduction, n_examples)
 
     def _rho(self, S):
         return torch.log1p(S / self.log1p_eps) if self.log1p else S
